@@ -1,0 +1,165 @@
+"""The ishowttsd daemon: config → socket → engine worker → READY; signals → reload / drain and stop.
+
+The main process never imports torch: it owns the socket, the queue, the metrics and the
+schedule; the engine lives in a spawned worker (ishowttsd.engine.worker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from ishowttsd import __version__
+from ishowttsd.config import DEFAULT_CONFIG_PATH, Config, ConfigError, apply_overrides, load_config
+from ishowttsd.daemon_parts import (
+    BootProgress,
+    build_config_store,
+    build_engine,
+    build_supervisor,
+    build_voices,
+    canary_request,
+    open_unix_site,
+    remove_socket,
+)
+from ishowttsd.api.app import AppDeps, create_app
+from ishowttsd.faults import fault_routes
+from ishowttsd.logging_setup import configure_logging
+from ishowttsd.metrics import Metrics
+from ishowttsd.reload import Reloader
+from ishowttsd.status import RecentTraffic, StatusSources, status_line
+from ishowttsd.systemd import Notifier
+
+log = structlog.get_logger("ishowttsd")
+EXIT_CONFIG = 2
+EXIT_ENGINE_BOOT = 3
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="ishowttsd", description="F5-TTS as a self-maintaining service.")
+    parser.add_argument("--config", type=Path, default=None,
+                        help=f"config file (default {DEFAULT_CONFIG_PATH} if it exists, else built-in defaults)")
+    parser.add_argument("--socket", help="Unix socket path (overrides [daemon].socket)")
+    parser.add_argument("--state-dir", help="state directory (overrides [daemon].state_dir)")
+    parser.add_argument("--model", help='"tiny", "F5TTS_v1_Base" or a checkpoint path (overrides [engine].model)')
+    parser.add_argument("--version", action="version", version=f"ishowttsd {__version__}")
+    return parser.parse_args(argv)
+
+
+def config_path_of(args: argparse.Namespace) -> Path | None:
+    if args.config is not None:
+        return args.config
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
+
+
+def load_effective_config(path: Path | None, args: argparse.Namespace) -> Config:
+    return apply_overrides(load_config(path), socket=args.socket, state_dir=args.state_dir, model=args.model)
+
+
+class Daemon:
+    def __init__(self, config: Config, config_path: Path | None, reload_config: Callable[[], Config]) -> None:
+        self.config, self.config_path = config, config_path
+        self.notifier = Notifier()
+        self.metrics = Metrics()
+        self.traffic, self.sources = RecentTraffic(), StatusSources()
+        self.boot = BootProgress(self.notifier, config.engine.boot_timeout_s)
+        self.voices = build_voices(config)
+        self.engine = build_engine(config, self.voices, self.metrics, self.traffic)
+        self.supervisor = build_supervisor(config, self.engine, self.notifier, self.voices, self.status_line)
+        self.reloader = Reloader(self, reload_config, build_config_store(config, config_path))
+        self.signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
+        self.started_at = time.monotonic()
+        self.exit_code = 0
+
+    def status_line(self) -> str:
+        return status_line(self.engine, self.supervisor, self.traffic, self.sources)
+
+    def status_extra(self) -> dict[str, object]:
+        return {"watchdog": self.supervisor.snapshot(), "reload": self.reloader.snapshot()}
+
+    def app_deps(self) -> AppDeps:
+        return AppDeps(get_config=lambda: self.config, config_path=self.config_path, engine=self.engine,
+                       voices=self.voices, metrics=self.metrics, started_at=self.started_at,
+                       status_extra=self.status_extra)
+
+    def build_app(self) -> web.Application:
+        app = create_app(self.app_deps())
+        if self.config.daemon.fault_injection:
+            app.add_routes(fault_routes(self))
+        return app
+
+    async def run(self) -> int:
+        runner = web.AppRunner(self.build_app(), handle_signals=False, access_log=None)
+        await runner.setup()
+        self.boot.stage("opening socket")
+        await open_unix_site(runner, self.config.daemon)
+        tasks = [asyncio.create_task(self.supervisor.run_loop_tasks(), name="supervisor")]
+        try:
+            if await self._boot_engine():
+                await self._serve()
+        finally:
+            await self._shutdown(runner, tasks)
+        return self.exit_code
+
+    async def _boot_engine(self) -> bool:
+        self.boot.stage("loading engine")
+        async with self.boot.extending():
+            await self.engine.start()
+        if self.engine.state == "failed":
+            self.notifier.status(f"failed: {self.engine.detail}")
+            log.error("engine_boot_failed", reason=self.engine.detail)
+            self.exit_code = EXIT_ENGINE_BOOT
+            return False
+        await self.supervisor.run_canary()
+        await asyncio.to_thread(self.reloader.remember_running, "boot")
+        self.notifier.ready(self.status_line())
+        log.info("ready", socket=self.config.daemon.socket, **self.engine.info())
+        return True
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(signum, self.signals.put_nowait, signum)
+        while True:
+            signum = await self.signals.get()
+            if signum == signal.SIGHUP:
+                await self.reloader.reload()
+            else:
+                log.info("stopping", signal=signum.name)
+                return
+
+    async def _shutdown(self, runner: web.AppRunner, tasks: list[asyncio.Task[None]]) -> None:
+        self.notifier.stopping("draining")
+        drain = self.config.daemon.drain_timeout_s
+        for site in list(runner.sites):
+            await site.stop()
+        await self.engine.stop(drain)
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await runner.cleanup()
+        remove_socket(self.config.daemon.socket)
+        log.info("stopped", exit_code=self.exit_code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    path = config_path_of(args)
+    try:
+        config = load_effective_config(path, args)
+    except ConfigError as exc:
+        print(f"ishowttsd: invalid configuration:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(config.logging.format, config.logging.level)
+    log.info("starting", version=__version__, config=str(path) if path else "(defaults)", model=config.engine.model)
+    daemon = Daemon(config, path, lambda: load_effective_config(path, args))
+    return asyncio.run(daemon.run())

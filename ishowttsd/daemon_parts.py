@@ -1,0 +1,129 @@
+"""Builders and small helpers the daemon wires together (kept out of daemon.py to keep it short)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import os
+import stat
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from ishowttsd.config import Config, DaemonConfig
+from ishowttsd.configstore import ConfigStore
+from ishowttsd.engine.client import EngineClient, EngineEvents, EngineLimits, SynthesisRequest
+from ishowttsd.engine.spec import spec_from_config
+from ishowttsd.metrics import Metrics
+from ishowttsd.status import RecentTraffic
+from ishowttsd.supervisor import Supervisor, SupervisorSettings
+from ishowttsd.systemd import Notifier
+from ishowttsd.voices import VoiceStore, find_default_reference
+
+log = structlog.get_logger("ishowttsd")
+DEFAULT_TRANSCRIPT = "Some call me nature, others call me mother nature."
+CANARY_TEXT = "Canary check."
+EXTEND_EVERY_S = 10.0
+
+
+class BootProgress:
+    """STATUS= at each boot stage; EXTEND_TIMEOUT_USEC while something slow (load, warm-up) runs."""
+
+    def __init__(self, notifier: Notifier, budget_s: float) -> None:
+        self.notifier, self.budget_s = notifier, budget_s
+
+    def stage(self, text: str) -> None:
+        self.notifier.status(text)
+        log.info("boot_stage", stage=text)
+
+    @contextlib.asynccontextmanager
+    async def extending(self) -> AsyncIterator[None]:
+        task = asyncio.create_task(self._extend())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    async def _extend(self) -> None:
+        while True:
+            self.notifier.extend_timeout(3 * EXTEND_EVERY_S)
+            await asyncio.sleep(EXTEND_EVERY_S)
+
+
+DEFAULTS_PATH = Path(__file__).parent / "data" / "ishowttsd.toml"
+
+
+def build_config_store(config: Config, config_path: Path | None) -> ConfigStore | None:
+    if config_path is None:
+        return None
+    backups = Path(config.daemon.state_dir) / "config-backups"
+    return ConfigStore(config_path, backups, DEFAULTS_PATH, keep=config.jobs.backup_keep)
+
+
+def build_voices(config: Config) -> VoiceStore:
+    root = Path(config.daemon.state_dir) / "voices"
+    root.mkdir(parents=True, exist_ok=True)
+    return VoiceStore(root, find_default_reference(), DEFAULT_TRANSCRIPT, config.limits)
+
+
+def engine_limits(config: Config) -> EngineLimits:
+    e, lim = config.engine, config.limits
+    return EngineLimits(max_queue=lim.max_queue, retry_after_s=lim.retry_after_s, boot_timeout_s=e.boot_timeout_s,
+                        ping_interval_s=e.ping_interval_s, heartbeat_timeout_s=e.heartbeat_timeout_s,
+                        max_restarts=e.max_restarts, restart_window_s=e.restart_window_s)
+
+
+def engine_events(metrics: Metrics, traffic: RecentTraffic) -> EngineEvents:
+    def state_changed(state: str, detail: str) -> None:
+        metrics.set_engine_state(state)
+        log.info("engine_state", state=state, detail=detail)
+
+    return EngineEvents(
+        job_finished=lambda audio_s, synth_s, ttfa_s, wait_s: (traffic.record(audio_s, synth_s),
+                                                              metrics.observe_queue_wait(wait_s)),
+        restarted=metrics.observe_engine_restart, state_changed=state_changed)
+
+
+def build_engine(config: Config, voices: VoiceStore, metrics: Metrics, traffic: RecentTraffic) -> EngineClient:
+    spec = spec_from_config(config, warmup_voice=voices.get(config.voices.default_voice))
+    return EngineClient(spec, engine_limits(config), engine_events(metrics, traffic))
+
+
+def canary_request(config: Config, voices: VoiceStore) -> Callable[[], SynthesisRequest]:
+    def request() -> SynthesisRequest:
+        voice = voices.get(config.voices.default_voice)
+        return SynthesisRequest(CANARY_TEXT, voice, config.engine.nfe, 1.0, seed=1, deadline_s=120.0)
+
+    return request
+
+
+def build_supervisor(config: Config, engine: EngineClient, notifier: Notifier, voices: VoiceStore,
+                     status_line: Callable[[], str]) -> Supervisor:
+    w = config.watchdog
+    settings = SupervisorSettings(worker_max_age_s=config.engine.heartbeat_timeout_s,
+                                  canary_interval_s=w.canary_interval_s, canary_max_age_s=w.canary_max_age_s,
+                                  boot_grace_s=config.engine.boot_timeout_s,
+                                  max_failed_recoveries=w.max_failed_recoveries)
+    return Supervisor(engine, notifier, settings, canary_request(config, voices), status_line)
+
+
+async def open_unix_site(runner: web.AppRunner, daemon: DaemonConfig) -> web.UnixSite:
+    path = Path(daemon.socket)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_socket(path)
+    site = web.UnixSite(runner, str(path))
+    await site.start()
+    os.chmod(path, daemon.socket_mode)
+    if daemon.socket_group:
+        os.chown(path, -1, grp.getgrnam(daemon.socket_group).gr_gid)
+    return site
+
+
+def remove_socket(path: str | Path) -> None:
+    """Remove a socket file left behind (never a regular file someone pointed us at)."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)

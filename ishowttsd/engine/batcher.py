@@ -1,0 +1,249 @@
+"""Pure batching decisions (no torch): text chunks, frame estimates, shape buckets, batch plans.
+
+The engine client asks `plan_batches` what to send now and how long to wait before asking again;
+the worker pads every batch to its bucket so only warmed (compiled) shapes are ever run.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+# f5-tts's chunk_text: split after ASCII punctuation followed by whitespace, or after CJK punctuation.
+_SENTENCE_END = re.compile(r"(?<=[;:,.!?])\s+|(?<=[；：，。！？])")
+_MAX_CHAR_BYTES = 4  # longest UTF-8 encoding of one character
+# f5-tts slows down very short texts: gen text under this many bytes is spoken at speed 0.3.
+SHORT_TEXT_BYTES = 10
+SHORT_TEXT_SPEED = 0.3
+
+
+# ---------------------------------------------------------------- text chunks
+
+
+def _nbytes(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def _fit_chars(text: str, limit: int) -> int:
+    """How many leading characters of `text` fit in `limit` UTF-8 bytes."""
+    used = 0
+    for index, char in enumerate(text):
+        used += _nbytes(char)
+        if used > limit:
+            return index
+    return len(text)
+
+
+def _cut(text: str, limit: int) -> tuple[str, str]:
+    """Split a stripped `text` longer than `limit` bytes: at the last space that fits, else by bytes."""
+    fit = _fit_chars(text, limit)
+    space = max((i for i in range(1, min(fit, len(text) - 1) + 1) if text[i].isspace()), default=0)
+    head = text[:space].rstrip() if space else ""
+    if not head:
+        return text[:fit], text[fit:].lstrip()
+    return head, text[space:].lstrip()
+
+
+def _joiner(sentence: str) -> str:
+    """What follows a sentence inside a chunk: a space after a 1-byte character (f5-tts's rule)."""
+    return " " if _nbytes(sentence[-1]) == 1 else ""
+
+
+def _check_limits(max_bytes: int, first_chunk_bytes: int | None) -> None:
+    if max_bytes < _MAX_CHAR_BYTES:
+        raise ValueError(f"max_bytes must be >= {_MAX_CHAR_BYTES}, got {max_bytes}")
+    if first_chunk_bytes is not None and not _MAX_CHAR_BYTES <= first_chunk_bytes <= max_bytes:
+        raise ValueError(f"first_chunk_bytes must be in {_MAX_CHAR_BYTES}..{max_bytes}: {first_chunk_bytes}")
+
+
+@dataclass
+class _Chunker:
+    """Greedy packer of sentences into byte-limited chunks (the first may have its own limit)."""
+
+    max_bytes: int
+    first_chunk_bytes: int | None
+    chunks: list[str] = field(default_factory=list)
+    current: str = ""
+
+    def limit(self) -> int:
+        """The byte limit of the chunk being filled."""
+        if self.first_chunk_bytes is not None and not self.chunks:
+            return self.first_chunk_bytes
+        return self.max_bytes
+
+    def add(self, sentence: str) -> None:
+        """Append a stripped sentence to the current chunk, or start new chunks for it."""
+        if self.current and _nbytes(self.current + sentence) <= self.limit():
+            self.current += sentence + _joiner(sentence)
+            return
+        self.flush()
+        while _nbytes(sentence) > self.limit():
+            head, sentence = _cut(sentence, self.limit())
+            self.chunks.append(head)
+        self.current = sentence + _joiner(sentence)
+
+    def flush(self) -> None:
+        """Close the current chunk."""
+        if self.current.strip():
+            self.chunks.append(self.current.rstrip())
+        self.current = ""
+
+
+def split_text(text: str, max_bytes: int, first_chunk_bytes: int | None = None) -> list[str]:
+    """Split `text` into chunks of at most `max_bytes` UTF-8 bytes (the first: `first_chunk_bytes`).
+
+    Sentences (f5-tts's chunk_text boundaries) are packed greedily; a sentence too long for a chunk
+    is split at the last whitespace that fits, a word too long at a character boundary. Characters
+    are never lost or reordered; only whitespace at split points is collapsed (to one space between
+    sentences ending in a 1-byte character, as f5-tts does). A shorter first chunk starts streaming
+    sooner. Empty or all-whitespace text gives [].
+    """
+    _check_limits(max_bytes, first_chunk_bytes)
+    chunker = _Chunker(max_bytes, first_chunk_bytes)
+    for sentence in _SENTENCE_END.split(text):
+        if sentence.strip():
+            chunker.add(sentence.strip())
+    chunker.flush()
+    return chunker.chunks
+
+
+# ---------------------------------------------------------------- frames and buckets
+
+
+def estimate_frames(ref_frames: int, ref_text_bytes: int, gen_text_bytes: int, speed: float) -> int:
+    """Total mel frames (reference + generated), f5-tts's duration formula.
+
+    ref_frames + int(ref_frames / ref_text_bytes * gen_text_bytes / speed), with speed 0.3 when the
+    generated text is under 10 bytes. `ref_text_bytes` counts the space f5-tts appends to a reference
+    text ending in a 1-byte character.
+    """
+    if ref_frames < 0 or ref_text_bytes <= 0 or gen_text_bytes < 0 or speed <= 0:
+        raise ValueError("need ref_frames >= 0, ref_text_bytes > 0, gen_text_bytes >= 0, speed > 0")
+    local_speed = SHORT_TEXT_SPEED if gen_text_bytes < SHORT_TEXT_BYTES else speed
+    return ref_frames + int(ref_frames / ref_text_bytes * gen_text_bytes / local_speed)
+
+
+def bucket_for(frames: int, buckets: Sequence[int]) -> int | None:
+    """The smallest bucket >= frames; None when the item is longer than every bucket."""
+    return min((b for b in buckets if b >= frames), default=None)
+
+
+def _align_up(value: float, align: int) -> int:
+    return math.ceil(value / align) * align
+
+
+def default_buckets(
+    max_frames: int, *, min_frames: int = 256, growth: float = 1.5, align: int = 64
+) -> tuple[int, ...]:
+    """Geometric shape buckets from `min_frames` to exactly `max_frames`; all but the last align.
+
+    Fewer buckets mean fewer compiled shapes (each costs ~20 s to compile, measured); growth 1.5
+    bounds padding waste to one third of a bucket. 24 kHz / hop 256 = 93.75 frames per second.
+    """
+    if min_frames < 1 or align < 1 or growth <= 1.0 or max_frames < 1:
+        raise ValueError("need max_frames >= 1, min_frames >= 1, align >= 1, growth > 1")
+    buckets: list[int] = []
+    size = _align_up(min_frames, align)
+    while size < max_frames:
+        buckets.append(size)
+        size = max(_align_up(size * growth, align), size + align)
+    return (*buckets, max_frames)
+
+
+# ---------------------------------------------------------------- batch plans
+
+
+@dataclass(frozen=True, slots=True)
+class PendingItem:
+    """One chunk waiting for synthesis; `deadline_s` = math.inf when it has none (monotonic seconds)."""
+
+    job_id: int
+    nfe: int
+    frames: int
+    arrived_s: float
+    deadline_s: float = math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Items synthesised together: same NFE, padded to the same bucket; oldest first."""
+
+    bucket: int
+    nfe: int
+    job_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPlan:
+    """What to dispatch now (oldest first), what to fail, and when to decide again (None = idle)."""
+
+    batches: list[Batch]
+    expired: list[int]  # deadline already passed: answer 504
+    oversized: list[int]  # longer than the largest bucket: the caller must split or reject
+    wait_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    bucket: int
+    nfe: int
+    items: tuple[PendingItem, ...]  # oldest first, at most max_batch
+
+
+def _groups(items: Sequence[PendingItem], buckets: Sequence[int], max_batch: int) -> list[_Group]:
+    """Items grouped by (bucket, nfe), oldest first, cut into groups of at most max_batch."""
+    by_key: dict[tuple[int, int], list[PendingItem]] = {}
+    for item in sorted(items, key=lambda i: (i.arrived_s, i.job_id)):
+        bucket = bucket_for(item.frames, buckets)
+        if bucket is not None:
+            by_key.setdefault((bucket, item.nfe), []).append(item)
+    return [
+        _Group(bucket, nfe, tuple(group[start : start + max_batch]))
+        for (bucket, nfe), group in by_key.items()
+        for start in range(0, len(group), max_batch)
+    ]
+
+
+def _due_in(group: _Group, now_s: float, max_batch: int, window_s: float, margin_s: float) -> float:
+    """Seconds until `group` must go (<= 0: now): when full, when its oldest waited window_s,
+    or when its earliest deadline is within margin_s."""
+    if len(group.items) >= max_batch:
+        return 0.0
+    by_age = group.items[0].arrived_s + window_s - now_s
+    by_deadline = min(i.deadline_s for i in group.items) - margin_s - now_s
+    return min(by_age, by_deadline)
+
+
+def plan_batches(
+    pending: Sequence[PendingItem],
+    now_s: float,
+    *,
+    max_batch: int,
+    window_s: float,
+    buckets: Sequence[int],
+    deadline_margin_s: float = 0.5,
+) -> BatchPlan:
+    """Decide which batches to dispatch now and how long to wait before deciding again.
+
+    Items are grouped by (bucket, nfe); a group goes when full, when its oldest item has waited
+    `window_s`, or when a deadline is within `deadline_margin_s`. Batches come out in arrival order
+    of their oldest item, so no group starves: every item waits at most window_s for its turn.
+    Items whose deadline has passed come back in `expired`, too-long ones in `oversized`.
+    """
+    if max_batch < 1 or window_s < 0:
+        raise ValueError(f"need max_batch >= 1 and window_s >= 0, got {max_batch}, {window_s}")
+    expired = [i.job_id for i in pending if i.deadline_s <= now_s]
+    live = [i for i in pending if i.deadline_s > now_s]
+    oversized = [i.job_id for i in live if bucket_for(i.frames, buckets) is None]
+    groups = _groups(live, buckets, max_batch)
+    timing = [(g, _due_in(g, now_s, max_batch, window_s, deadline_margin_s)) for g in groups]
+    due = sorted((g for g, t in timing if t <= 0), key=lambda g: (g.items[0].arrived_s, g.items[0].job_id))
+    waits = [t for _, t in timing if t > 0]
+    return BatchPlan(
+        batches=[Batch(g.bucket, g.nfe, tuple(i.job_id for i in g.items)) for g in due],
+        expired=expired,
+        oversized=oversized,
+        wait_s=min(waits) if waits else None,
+    )

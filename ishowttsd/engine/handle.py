@@ -1,0 +1,105 @@
+"""One engine worker process seen from the daemon: spawn it, talk to it, notice when it ends.
+
+No torch here: the child imports ishowttsd.engine.worker, which imports torch on its own side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ishowttsd.engine import protocol as p
+from ishowttsd.engine.spec import EngineSpec
+from ishowttsd.engine.worker import worker_main
+
+_ids = itertools.count(1)
+
+
+class WorkerHandle:
+    """A spawned worker and its pipe. Messages and the exit are delivered on the event loop."""
+
+    def __init__(self, spec: EngineSpec, loop: asyncio.AbstractEventLoop,
+                 on_message: Callable[[WorkerHandle, object], None],
+                 on_exit: Callable[[WorkerHandle, int | None], None]) -> None:
+        self.spec, self.loop = spec, loop
+        self.on_message, self.on_exit = on_message, on_exit
+        self.serial = next(_ids)
+        self.ready: p.Ready | None = None
+        self.boot_failure = ""
+        self.last_pong: p.Pong | None = None
+        self.last_pong_at = time.monotonic()
+        self.started_at = time.monotonic()
+        self.retiring = False
+        self.exited = False
+        self._conn: Connection | None = None
+        self._process: Any = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._process.exitcode if self._process is not None else None
+
+    def start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe(duplex=True)
+        self._process = context.Process(target=worker_main, args=(child, self.spec),
+                                        name=f"ishowttsd-engine-{self.serial}", daemon=True)
+        self._process.start()
+        child.close()
+        self._conn = parent
+        threading.Thread(target=self._read, name=f"engine-{self.serial}-reader", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self._conn is not None
+        while True:
+            try:
+                message = self._conn.recv()
+            except (EOFError, OSError):
+                break
+            self._deliver(self.on_message, self, message)
+        self._process.join()
+        self._deliver(self._exited, self._process.exitcode)
+
+    def _deliver(self, callback: Callable[..., None], *args: object) -> None:
+        try:
+            self.loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # loop closed during shutdown
+            pass
+
+    def _exited(self, code: int | None) -> None:
+        self.exited = True
+        if self._conn is not None:
+            self._conn.close()
+        self.on_exit(self, code)
+
+    def send(self, message: object) -> bool:
+        """False when the worker is gone (its exit is reported separately)."""
+        if self._conn is None or self.exited:
+            return False
+        try:
+            self._conn.send(message)
+            return True
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+
+    def record_pong(self, pong: p.Pong) -> None:
+        self.last_pong, self.last_pong_at = pong, time.monotonic()
+
+    def kill(self) -> None:
+        if self._process is not None and self._process.is_alive():
+            self._process.kill()
+
+    async def wait_exit(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not self.exited and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return self.exited

@@ -1,0 +1,55 @@
+"""What the worker needs to know to load and run the engine (picklable, no torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+TINY = "tiny"
+BASE = "F5TTS_v1_Base"
+RANDOM_PREFIX = "random:"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSpec:
+    model: str  # "tiny", "F5TTS_v1_Base", "random:F5TTS_v1_Base" or a checkpoint path
+    cache_dir: str  # built models and the compile cache live here (under the state dir)
+    vocab_file: str = ""
+    vocoder_dir: str = ""
+    allow_download: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
+    compile: bool = False
+    nfe: int = 8
+    cfg_strength: float = 2.0
+    sway_sampling_coef: float = -1.0
+    max_chunk_bytes: int = 135
+    crossfade_ms: float = 150.0
+    warmup_voice: Any = None  # a protocol.VoiceRef synthesised once before Ready
+    fault_injection: bool = False
+
+    @property
+    def random_weights(self) -> bool:
+        return self.model.startswith(RANDOM_PREFIX) or self.model == TINY
+
+
+def spec_from_config(cfg: Any, warmup_voice: Any = None) -> EngineSpec:
+    """Build the spec from a loaded ishowttsd Config."""
+    engine = cfg.engine
+    return EngineSpec(
+        model=engine.model,
+        cache_dir=f"{cfg.daemon.state_dir}/models",
+        vocab_file=engine.vocab_file,
+        vocoder_dir=engine.vocoder_dir,
+        allow_download=engine.allow_download,
+        device=engine.device,
+        dtype=engine.dtype,
+        compile=engine.compile,
+        nfe=engine.nfe,
+        cfg_strength=engine.cfg_strength,
+        sway_sampling_coef=engine.sway_sampling_coef,
+        max_chunk_bytes=engine.max_chunk_bytes,
+        crossfade_ms=engine.crossfade_ms,
+        warmup_voice=warmup_voice,
+        fault_injection=cfg.daemon.fault_injection,
+    )

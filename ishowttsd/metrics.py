@@ -1,0 +1,166 @@
+"""Prometheus metrics of the daemon, in a registry of its own (never the process-global default one).
+
+Why `tts_rtf` is a histogram and not a gauge: a gauge holds one value, the last request's, and a
+scrape every 15-60 s sees only whichever request happened to finish last; every other request's
+real-time factor is lost, and nothing can say "p95 RTF over the last hour". A histogram counts
+every request into buckets, so `histogram_quantile(0.95, rate(tts_rtf_bucket[1h]))` gives the p95
+the health report checks against the target (R8, R28). `tts_rtf_last` is kept as a gauge for a
+quick look at the most recent request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+# 5 ms .. 30 s: time to first audio on a warm GPU is tens of ms; full-size CPU synthesis is tens of s.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.35, 0.5, 0.75,
+                   1.0, 1.5, 2.5, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0)
+# Real-time factor (synthesis seconds / audio seconds); 0.3 and 0.35 are the runbook's targets.
+RTF_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0)
+ENGINE_STATES = ("starting", "ready", "busy", "restarting", "draining", "failed", "stopped")
+
+
+class Metrics:
+    """All collectors of the daemon, and the methods the API, the engine client and the jobs call."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._define_request_metrics()
+        self._define_engine_metrics()
+        self._define_gpu_metrics()
+        self._define_job_metrics()
+
+    def _define_request_metrics(self) -> None:
+        reg = self.registry
+        self.requests = Counter("tts_requests", "HTTP requests by route and status", ["route", "status"],
+                                registry=reg)
+        self.errors = Counter("tts_errors", "Failed requests by cause", ["cause"], registry=reg)
+        self.synthesis_duration = Histogram("tts_synthesis_duration_seconds", "Wall time of one synthesis",
+                                            ["route"], buckets=LATENCY_BUCKETS, registry=reg)
+        self.rtf = Histogram("tts_rtf", "Real-time factor per synthesis (synthesis s / audio s)",
+                             buckets=RTF_BUCKETS, registry=reg)
+        self.rtf_last = Gauge("tts_rtf_last", "Real-time factor of the most recent synthesis", registry=reg)
+        self.first_audio = Histogram("tts_time_to_first_audio_seconds", "Request start to first audio byte",
+                                     ["route"], buckets=LATENCY_BUCKETS, registry=reg)
+
+    def _define_engine_metrics(self) -> None:
+        reg = self.registry
+        self.queue_wait = Histogram("tts_queue_wait_seconds", "Time a request waited for the engine",
+                                    buckets=LATENCY_BUCKETS, registry=reg)
+        self.queue_depth = Gauge("tts_queue_depth", "Requests waiting for the engine", registry=reg)
+        self.engine_restarts = Counter("tts_engine_restarts", "Engine worker restarts by reason", ["reason"],
+                                       registry=reg)
+        self.engine_state = Gauge("tts_engine_state", "1 for the engine's current state, 0 for the others",
+                                  ["state"], registry=reg)
+        self.worker_rss = Gauge("ishowttsd_worker_rss_bytes", "Resident memory of the engine worker",
+                                registry=reg)
+        self.worker_cuda_allocated = Gauge("ishowttsd_worker_cuda_allocated_bytes",
+                                           "CUDA memory allocated by the worker's tensors", registry=reg)
+        self.worker_cuda_reserved = Gauge("ishowttsd_worker_cuda_reserved_bytes",
+                                          "CUDA memory reserved by the worker's caching allocator",
+                                          registry=reg)
+
+    def _define_gpu_metrics(self) -> None:
+        reg = self.registry
+        self.gpu_utilization = Gauge("gpu_utilization_percent", "GPU busy percentage", ["device"],
+                                     registry=reg)
+        self.gpu_memory_used = Gauge("gpu_memory_used_bytes", "GPU memory in use", ["device"], registry=reg)
+        self.gpu_clock_locked = Gauge("gpu_clock_locked", "1 when the GPU clock lock reads back as applied",
+                                      ["device"], registry=reg)
+        self.gpu_clock_drift = Counter("gpu_clock_drift", "Times the clock lock was found lost, re-applied",
+                                       ["device"], registry=reg)
+        self.gpu_temperature = Gauge("gpu_temperature_celsius", "Temperature by sensor", ["device", "sensor"],
+                                     registry=reg)
+        self.gpu_throttle = Gauge("gpu_throttle_reasons", "1 while a throttle reason is active",
+                                  ["device", "reason"], registry=reg)
+
+    def _define_job_metrics(self) -> None:
+        reg = self.registry
+        self.job_last_success = Gauge("ishowttsd_job_last_success_timestamp_seconds",
+                                      "Unix time of each job's last successful run", ["job"], registry=reg)
+        self.job_runs = Counter("ishowttsd_job_runs", "Job runs by result", ["job", "result"], registry=reg)
+
+    # --- requests -------------------------------------------------------------------------------
+    def observe_request(self, route: str, status: int) -> None:
+        self.requests.labels(route=route, status=str(status)).inc()
+
+    def observe_error(self, cause: str) -> None:
+        self.errors.labels(cause=cause).inc()
+
+    def observe_synthesis(self, route: str, audio_s: float, synth_s: float) -> None:
+        """One finished synthesis: its wall time, and its RTF when it produced audio."""
+        self.synthesis_duration.labels(route=route).observe(synth_s)
+        if audio_s > 0:
+            self.rtf.observe(synth_s / audio_s)
+            self.rtf_last.set(synth_s / audio_s)
+
+    def observe_time_to_first_audio(self, route: str, seconds: float) -> None:
+        self.first_audio.labels(route=route).observe(seconds)
+
+    # --- engine ---------------------------------------------------------------------------------
+    def observe_queue_wait(self, seconds: float) -> None:
+        self.queue_wait.observe(seconds)
+
+    def set_queue_depth(self, depth: int) -> None:
+        self.queue_depth.set(depth)
+
+    def observe_engine_restart(self, reason: str) -> None:
+        self.engine_restarts.labels(reason=reason).inc()
+
+    def set_engine_state(self, state: str) -> None:
+        """Mark `state` 1 and every other known state 0 (an unknown state is added as it comes)."""
+        for known in {*ENGINE_STATES, state}:
+            self.engine_state.labels(state=known).set(1 if known == state else 0)
+
+    def set_worker_memory(self, rss_bytes: int, cuda_allocated_bytes: int = 0,
+                          cuda_reserved_bytes: int = 0) -> None:
+        self.worker_rss.set(rss_bytes)
+        self.worker_cuda_allocated.set(cuda_allocated_bytes)
+        self.worker_cuda_reserved.set(cuda_reserved_bytes)
+
+    # --- hardware -------------------------------------------------------------------------------
+    def set_gpu_usage(self, device: str, utilization_percent: float, memory_used_bytes: int) -> None:
+        self.gpu_utilization.labels(device=device).set(utilization_percent)
+        self.gpu_memory_used.labels(device=device).set(memory_used_bytes)
+
+    def set_gpu_temperatures(self, device: str, celsius_by_sensor: Mapping[str, float]) -> None:
+        for sensor, celsius in celsius_by_sensor.items():
+            self.gpu_temperature.labels(device=device, sensor=sensor).set(celsius)
+
+    def set_gpu_throttle_reasons(self, device: str, active_by_reason: Mapping[str, bool]) -> None:
+        for reason, active in active_by_reason.items():
+            self.gpu_throttle.labels(device=device, reason=reason).set(1 if active else 0)
+
+    def set_clock_locked(self, device: str, locked: bool) -> None:
+        self.gpu_clock_locked.labels(device=device).set(1 if locked else 0)
+
+    def observe_clock_drift(self, device: str) -> None:
+        self.gpu_clock_drift.labels(device=device).inc()
+
+    # --- jobs -----------------------------------------------------------------------------------
+    def observe_job_run(self, job: str, result: str, finished_at: float) -> None:
+        """Count a scheduled job's run; result "success" also stamps its last-success time."""
+        self.job_runs.labels(job=job, result=result).inc()
+        if result == "success":
+            self.job_last_success.labels(job=job).set(finished_at)
+
+    # --- reading --------------------------------------------------------------------------------
+    def counters(self) -> dict[str, dict[str, object]]:
+        """Request counts by route and status, and error counts by cause, for /v1/status."""
+        requests: dict[str, dict[str, int]] = {}
+        for labels, value in _samples(self.requests, "tts_requests_total"):
+            requests.setdefault(labels["route"], {})[labels["status"]] = int(value)
+        errors = {labels["cause"]: int(value) for labels, value in _samples(self.errors, "tts_errors_total")}
+        return {"requests": dict(requests), "errors": errors}
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type, for GET /metrics."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _samples(metric: Counter, sample_name: str) -> list[tuple[dict[str, str], float]]:
+    return [(sample.labels, sample.value) for family in metric.collect() for sample in family.samples
+            if sample.name == sample_name]

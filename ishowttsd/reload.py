@@ -1,0 +1,94 @@
+"""SIGHUP reload: validate → back up → apply → health-check → automatic rollback on failure (R26, R32, R33).
+
+systemd 252 has no Type=notify-reload, so the daemon itself sends RELOADING=1 + MONOTONIC_USEC
+and READY=1 when done, whichever way the reload went.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ishowttsd.config import Config, ConfigError
+from ishowttsd.configstore import ConfigStore
+from ishowttsd.engine.spec import spec_from_config
+from ishowttsd.logging_setup import configure_logging
+
+if TYPE_CHECKING:
+    from ishowttsd.daemon import Daemon
+
+log = structlog.get_logger("ishowttsd")
+RESTART_ONLY = ("socket", "socket_mode", "socket_group", "state_dir", "log_dir", "tcp_listen", "tcp_token_file")
+
+
+def restart_only_changes(old: Config, new: Config) -> list[str]:
+    return [key for key in RESTART_ONLY if getattr(old.daemon, key) != getattr(new.daemon, key)]
+
+
+def keep_restart_only(old: Config, new: Config) -> Config:
+    """Keys that only a restart can change keep their running values (and are reported)."""
+    kept = {key: getattr(old.daemon, key) for key in RESTART_ONLY}
+    return replace(new, daemon=replace(new.daemon, **kept))
+
+
+class Reloader:
+    def __init__(self, daemon: Daemon, load: Callable[[], Config], store: ConfigStore | None) -> None:
+        self.daemon, self.load, self.store = daemon, load, store
+        self.last_good_backup: str | None = None
+        self.last: dict[str, Any] = {"result": "none"}
+
+    def snapshot(self) -> dict[str, Any]:
+        return dict(self.last)
+
+    def remember_running(self, reason: str) -> None:
+        """Back up the config file the daemon runs with now (the rollback target)."""
+        if self.store is not None and self.store.config_path.exists():
+            self.last_good_backup = self.store.backup(reason).id
+
+    async def reload(self) -> bool:
+        notifier = self.daemon.notifier
+        notifier.reloading()
+        try:
+            ok = await self._reload()
+        finally:
+            notifier.ready(self.daemon.status_line())
+        return ok
+
+    async def _reload(self) -> bool:
+        old = self.daemon.config
+        try:
+            candidate = await asyncio.to_thread(self.load)
+        except ConfigError as exc:
+            return self._result("rejected", str(exc))
+        new = keep_restart_only(old, candidate)
+        if await self._apply(old, new):
+            self.remember_running("reload")
+            return self._result("applied", "", needs_restart=restart_only_changes(old, candidate))
+        await self._roll_back(old)
+        return self._result("rolled_back", "the new config failed its health check; previous config restored")
+
+    async def _apply(self, old: Config, new: Config) -> bool:
+        self.daemon.config = new
+        if new.logging != old.logging:
+            configure_logging(new.logging.format, new.logging.level)
+        new_spec = spec_from_config(new, warmup_voice=self.daemon.engine.spec.warmup_voice)
+        if new_spec == self.daemon.engine.spec:
+            return True
+        self.daemon.engine.spec = new_spec
+        return await self.daemon.engine.recycle("config reload") and await self.daemon.supervisor.run_canary()
+
+    async def _roll_back(self, old: Config) -> None:
+        if self.store is not None and self.last_good_backup is not None:
+            await asyncio.to_thread(self.store.rollback, self.last_good_backup)
+        await self._apply(self.daemon.config, old)
+
+    def _result(self, result: str, error: str, needs_restart: list[str] | None = None) -> bool:
+        self.last = {"result": result, "error": error, "at": time.time(), "needs_restart": needs_restart or []}
+        log_method = log.info if result == "applied" else log.error
+        log_method("reload", result=result, error=error, needs_restart=needs_restart or [])
+        return result == "applied"

@@ -1,0 +1,179 @@
+"""Tests for ishowttsd.systemd.Notifier against real AF_UNIX datagram sockets (path and abstract)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ishowttsd.systemd import Notifier, watchdog_interval_from
+
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's notify socket."""
+
+    def __init__(self, address: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(address)
+        self.sock.settimeout(2.0)
+
+    def receive(self) -> str:
+        return self.sock.recv(65536).decode("utf-8")
+
+    def pending(self) -> bool:
+        self.sock.setblocking(False)
+        try:
+            self.sock.recv(65536)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            self.sock.settimeout(2.0)
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[NotifySocket]:
+    path = tmp_path / "notify.sock"
+    receiver = NotifySocket(str(path))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    yield receiver
+    receiver.sock.close()
+
+
+def test_without_notify_socket_everything_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    notifier = Notifier()
+    assert not notifier.enabled
+    sent = [notifier.ready("up"), notifier.status("x"), notifier.watchdog(), notifier.reloading(),
+            notifier.stopping(), notifier.errno(5), notifier.extend_timeout(3)]
+    assert sent == [False] * 7
+
+
+def test_ready_with_status(notify_socket: NotifySocket) -> None:
+    notifier = Notifier()
+    assert notifier.enabled
+    assert notifier.ready("serving on /run/ishowttsd/ishowttsd.sock")
+    assert notify_socket.receive() == "READY=1\nSTATUS=serving on /run/ishowttsd/ishowttsd.sock"
+    assert notifier.ready()
+    assert notify_socket.receive() == "READY=1"
+
+
+def test_each_message_form(notify_socket: NotifySocket) -> None:
+    notifier = Notifier()
+    calls = [
+        (lambda: notifier.status("warming 3/8"), "STATUS=warming 3/8"),
+        (lambda: notifier.extend_timeout(90.5), "EXTEND_TIMEOUT_USEC=90500000"),
+        (notifier.watchdog, "WATCHDOG=1"),
+        (notifier.watchdog_trigger, "WATCHDOG=trigger"),
+        (lambda: notifier.stopping("draining 2 requests"), "STOPPING=1\nSTATUS=draining 2 requests"),
+        (lambda: notifier.errno(12), "ERRNO=12"),
+    ]
+    for call, expected in calls:
+        assert call()
+        assert notify_socket.receive() == expected
+
+
+def test_reloading_carries_current_monotonic_usec(notify_socket: NotifySocket) -> None:
+    before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    assert Notifier().reloading()
+    after = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    first, second = notify_socket.receive().split("\n")
+    assert first == "RELOADING=1"
+    name, value = second.split("=")
+    assert name == "MONOTONIC_USEC" and before <= int(value) <= after
+
+
+def test_status_is_utf8_and_cannot_inject_assignments(notify_socket: NotifySocket) -> None:
+    assert Notifier().status("voice “Zoë” 你好\nREADY=1")
+    assert notify_socket.receive() == "STATUS=voice “Zoë” 你好 READY=1"
+
+
+def test_extend_timeout_rejects_non_positive(notify_socket: NotifySocket) -> None:
+    with pytest.raises(ValueError):
+        Notifier().extend_timeout(0)
+    assert not notify_socket.pending()
+
+
+def test_abstract_socket_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"ishowttsd-test-{uuid.uuid4().hex}"
+    receiver = NotifySocket("\0" + name)
+    monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+    try:
+        assert Notifier().ready("abstract")
+        assert receiver.receive() == "READY=1\nSTATUS=abstract"
+    finally:
+        receiver.sock.close()
+
+
+def test_missing_socket_returns_false_then_recovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "later.sock"
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    notifier = Notifier()
+    assert notifier.enabled and not notifier.watchdog()
+    receiver = NotifySocket(str(path))
+    try:
+        assert notifier.watchdog()
+        assert receiver.receive() == "WATCHDOG=1"
+    finally:
+        receiver.sock.close()
+
+
+def test_reconnects_after_the_socket_is_recreated(notify_socket: NotifySocket, tmp_path: Path) -> None:
+    notifier = Notifier()
+    assert notifier.watchdog()
+    notify_socket.receive()
+    notify_socket.sock.close()
+    (tmp_path / "notify.sock").unlink()
+    fresh = NotifySocket(str(tmp_path / "notify.sock"))
+    try:
+        assert notifier.status("after re-exec")
+        assert fresh.receive() == "STATUS=after re-exec"
+    finally:
+        fresh.sock.close()
+
+
+def test_concurrent_senders_deliver_every_message_whole(notify_socket: NotifySocket) -> None:
+    notifier = Notifier()
+    notify_socket.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+
+    def send(worker: int) -> None:
+        for n in range(50):
+            notifier.status(f"w{worker}-{n}")
+
+    threads = [threading.Thread(target=send, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    received = {notify_socket.receive() for _ in range(200)}
+    for thread in threads:
+        thread.join()
+    assert received == {f"STATUS=w{w}-{n}" for w in range(4) for n in range(50)}
+
+
+@pytest.mark.parametrize(("environ", "expected"), [
+    ({}, None),
+    ({"WATCHDOG_USEC": "30000000"}, 15.0),
+    ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "4242"}, 15.0),
+    ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "4243"}, None),
+    ({"WATCHDOG_USEC": "0"}, None),
+    ({"WATCHDOG_USEC": "soon"}, None),
+    ({"WATCHDOG_USEC": "-5"}, None),
+])
+def test_watchdog_interval_from(environ: dict[str, str], expected: float | None) -> None:
+    assert watchdog_interval_from(environ, 4242) == expected
+
+
+def test_watchdog_interval_reads_environment_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WATCHDOG_USEC", "4000000")
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    notifier = Notifier()
+    monkeypatch.delenv("WATCHDOG_USEC")
+    assert notifier.watchdog_interval() == 2.0
+    monkeypatch.setenv("WATCHDOG_USEC", "4000000")
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid() + 1))
+    assert Notifier().watchdog_interval() is None
