@@ -12,7 +12,6 @@ paths are Path or None ("" in TOML), daemon.socket_mode is an int (0o660), float
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import sys
 from dataclasses import dataclass, field
@@ -214,7 +213,7 @@ def parse_config(data: dict[str, Any], source: str) -> Config:
 def _parse_section(name: str, raw: Any, source: str, problems: list[str]) -> Any | None:
     section_class = SECTIONS.get(name)
     if section_class is None:
-        problems.append(_unknown(f"{source}: [{name}]", "section", name, SECTIONS))
+        problems.append(f"{source}: [{name}]: " + s.unknown_problem("section", name, SECTIONS))
         return None
     if not isinstance(raw, dict):
         problems.append(f"{source}: [{name}]: expected a table, found {s.describe(raw)}")
@@ -242,15 +241,8 @@ def _parse_keys(section: str, raw: dict[str, Any], source: str,
 
 def _key_problem(rule: Rule | None, section: str, key: str, value: Any, rules: dict[str, Rule]) -> str | None:
     if rule is None:
-        return _unknown("", f"key of [{section}]", key, rules)
+        return s.unknown_problem(f"key of [{section}]", key, rules)
     return None if rule.accepts(value) else f"expected {rule.expected}, found {s.describe(value)}"
-
-
-def _unknown(where: str, what: str, name: str, known: dict[str, Any]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    hint = f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(known)})"
-    prefix = f"{where}: " if where else ""
-    return f"{prefix}expected a known {what}, found unknown {name!r}{hint}"
 
 
 def _cross_check(section: Any, name: str, bad_keys: set[str], source: str, problems: list[str]) -> bool:

@@ -9,11 +9,12 @@ carry one Rule per field in the field's metadata, so the schema is data, not if-
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import ipaddress
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,14 @@ def describe(value: Any) -> str:
         shown = json.dumps(value, default=str)
         return f"{kind} {shown if len(shown) <= 80 else shown[:77] + '...'}"
     return f"{kind} {value}"
+
+
+def unknown_problem(what: str, name: str, known: Iterable[str]) -> str:
+    """The text for a section or key that is not in the schema, with a did-you-mean hint."""
+    names = list(known)
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(names)})"
+    return f"expected a known {what}, found unknown {name!r}{hint}"
 
 
 @dataclass(frozen=True)

@@ -100,20 +100,39 @@ class Notifier:
         with self._lock:
             return self._send_locked(state)
 
+    def close(self) -> None:
+        """Close the connection (a later message reconnects)."""
+        with self._lock:
+            self._drop_connection()
+
+    def __enter__(self) -> Notifier:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def _send_locked(self, state: str) -> bool:
         for _attempt in range(2):
             try:
                 self._connected().notify(state)
                 return True
             except (OSError, TypeError):  # TypeError: sdnotify found NOTIFY_SOCKET unset on reconnect
-                self._notifier = None
+                self._drop_connection()
         return False
+
+    def _drop_connection(self) -> None:
+        if self._notifier is not None and self._notifier.socket is not None:
+            self._notifier.socket.close()
+        self._notifier = None
 
     def _try_connect(self) -> None:
         with self._lock, contextlib.suppress(OSError, TypeError):
             self._connected()
 
     def _connected(self) -> sdnotify.SystemdNotifier:
+        """sdnotify leaks its socket when connect fails, so a missing socket file is caught first."""
         if self._notifier is None:
+            if not self._address.startswith("@") and not os.path.exists(self._address):
+                raise FileNotFoundError(self._address)
             self._notifier = sdnotify.SystemdNotifier(debug=True)
         return self._notifier

@@ -167,18 +167,18 @@ def _one_line(text: str) -> str:
 
 
 def _state_part(s: StatusSnapshot) -> str:
-    text = _STATE_TEXT[s.state]
-    return f"{text}: {_one_line(s.reason)}" if s.reason and s.state in ("degraded", "failed") else text
+    text, reason = _STATE_TEXT[s.state], _one_line(s.reason)
+    return f"{text}: {reason}" if reason and s.state in ("degraded", "failed") else text
 
 
 def _next_job_part(s: StatusSnapshot) -> str | None:
-    if not s.next_job:
+    name = _one_line(s.next_job or "")
+    if not name:
         return None
     if s.next_job_at is None:
-        return f"next job: {s.next_job}"
+        return f"next job: {name}"
     same_day = s.now is None or s.now.date() == s.next_job_at.date()
-    when = s.next_job_at.strftime("%H:%M" if same_day else "%a %H:%M")
-    return f"next job: {_one_line(s.next_job)} {when}"
+    return f"next job: {name} {s.next_job_at.strftime('%H:%M' if same_day else '%a %H:%M')}"
 
 
 def _optional(value: float | None, template: str) -> str | None:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -99,9 +100,7 @@ class CommandRunner:
 
     @staticmethod
     def _kill(process: subprocess.Popen[str]) -> _Attempt:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         stdout, stderr = process.communicate()
         return _Attempt(None, stdout, stderr, True)

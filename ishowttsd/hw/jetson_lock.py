@@ -95,7 +95,8 @@ def knobs_at(state: DevfreqState, target_hz: int) -> bool:
     return state.min_hz == state.max_hz == target_hz
 
 
-def mode_verdict(locked: bool, reason: str, mode_id: int | None, mode_name: str, wanted: int) -> tuple[bool, str]:
+def mode_verdict(locked: bool, reason: str, mode_id: int | None, mode_name: str,
+                 wanted: int) -> tuple[bool, str]:
     """A lock in the wrong nvpmodel power mode is not the lock that was asked for."""
     if mode_id == wanted:
         return locked, reason

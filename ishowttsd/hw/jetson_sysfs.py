@@ -166,3 +166,10 @@ def gpu_memory(meminfo: dict[str, int]) -> tuple[int, int]:
     if NVMAP_USED not in meminfo:
         raise KeyError(f"no {NVMAP_USED} in proc/meminfo (kernel without nvmap accounting)")
     return meminfo[NVMAP_USED], meminfo["MemTotal"]
+
+
+def thermal_throttle_reasons(temperatures: dict[str, float], trips: dict[str, dict[str, float]]) -> list[str]:
+    """'sw_thermal_slowdown' when any zone is at or past its passive (slowdown) trip point."""
+    hot = [zone for zone, celsius in temperatures.items()
+           if celsius >= trips.get(zone, {}).get("slowdown", float("inf"))]
+    return ["sw_thermal_slowdown"] if hot else []

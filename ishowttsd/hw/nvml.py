@@ -44,6 +44,12 @@ VALUE_TYPE_FIELDS: dict[str, str] = {
     "NVML_VALUE_TYPE_SIGNED_LONG_LONG": "sllVal", "NVML_VALUE_TYPE_SIGNED_INT": "siVal",
     "NVML_VALUE_TYPE_UNSIGNED_SHORT": "usVal",
 }
+CLOCK_FIELDS: dict[str, tuple[str, str]] = {
+    "sm_clock_mhz": ("nvmlDeviceGetClockInfo", "NVML_CLOCK_SM"),
+    "sm_clock_max_mhz": ("nvmlDeviceGetMaxClockInfo", "NVML_CLOCK_SM"),
+    "mem_clock_mhz": ("nvmlDeviceGetClockInfo", "NVML_CLOCK_MEM"),
+    "mem_clock_max_mhz": ("nvmlDeviceGetMaxClockInfo", "NVML_CLOCK_MEM"),
+}
 THRESHOLDS: dict[str, str] = {
     "slowdown": "NVML_TEMPERATURE_THRESHOLD_SLOWDOWN", "shutdown": "NVML_TEMPERATURE_THRESHOLD_SHUTDOWN",
     "gpu_max": "NVML_TEMPERATURE_THRESHOLD_GPU_MAX", "memory_max": "NVML_TEMPERATURE_THRESHOLD_MEM_MAX",
@@ -92,10 +98,8 @@ class NvmlBackend:
         nv, reader = self._nvml, self._reader()
         reader.read("utilization_percent", lambda: float(nv.nvmlDeviceGetUtilizationRates(handle).gpu))
         memory = reader.read("memory", lambda: nv.nvmlDeviceGetMemoryInfo(handle))
-        reader.read("sm_clock_mhz", lambda: float(nv.nvmlDeviceGetClockInfo(handle, nv.NVML_CLOCK_SM)))
-        reader.read("sm_clock_max_mhz", lambda: float(nv.nvmlDeviceGetMaxClockInfo(handle, nv.NVML_CLOCK_SM)))
-        reader.read("mem_clock_mhz", lambda: float(nv.nvmlDeviceGetClockInfo(handle, nv.NVML_CLOCK_MEM)))
-        reader.read("mem_clock_max_mhz", lambda: float(nv.nvmlDeviceGetMaxClockInfo(handle, nv.NVML_CLOCK_MEM)))
+        for field_name, (getter, clock) in CLOCK_FIELDS.items():
+            reader.read(field_name, lambda g=getter, c=clock: float(getattr(nv, g)(handle, getattr(nv, c))))
         reader.read("power_w", lambda: nv.nvmlDeviceGetPowerUsage(handle) / 1000.0)
         reader.read("throttle_reasons", lambda: self._reasons(handle))
         temperatures = reader.read_group("temperatures", self._temperature_reads(handle))

@@ -45,7 +45,8 @@ def reason_bits(nvml: Any) -> dict[int, str]:
     """Bit value → reason name, from whichever constant family the module has."""
     bits: dict[int, str] = {}
     for suffix, name in REASON_SUFFIXES:
-        values = [getattr(nvml, prefix + suffix) for prefix in REASON_PREFIXES if hasattr(nvml, prefix + suffix)]
+        names = [prefix + suffix for prefix in REASON_PREFIXES if hasattr(nvml, prefix + suffix)]
+        values = [getattr(nvml, constant) for constant in names]
         if values:
             bits[int(values[0])] = name
     return bits
@@ -79,7 +80,8 @@ def snap_target(configured_mhz: int, supported_mhz: Iterable[int]) -> int:
     return at_or_below[-1] if at_or_below else supported[0]
 
 
-def lock_verdict(target_mhz: int, sm_mhz: int, reasons: list[str], tolerance_mhz: int) -> tuple[bool | None, str]:
+def lock_verdict(target_mhz: int, sm_mhz: int, reasons: list[str],
+                 tolerance_mhz: int) -> tuple[bool | None, str]:
     """Is the lock in force? True at target; None if a throttle/idle explains the gap; else False."""
     if abs(sm_mhz - target_mhz) <= tolerance_mhz:
         return True, f"SM clock {sm_mhz} MHz at locked target {target_mhz} MHz"

@@ -20,13 +20,31 @@ def sample_value(metrics: Metrics, name: str, **labels: str) -> float | None:
 
 def test_the_runbook_six_and_the_extras_are_exposed() -> None:
     names = set(families(Metrics()))
-    six = {"tts_synthesis_duration_seconds", "tts_rtf", "tts_requests", "tts_errors", "gpu_utilization_percent",
-           "gpu_memory_used_bytes"}
-    extras = {"tts_rtf_last", "tts_time_to_first_audio_seconds", "tts_queue_wait_seconds", "tts_queue_depth",
-              "tts_engine_restarts", "tts_engine_state", "gpu_clock_locked", "gpu_clock_drift",
-              "gpu_temperature_celsius", "gpu_throttle_reasons", "ishowttsd_job_last_success_timestamp_seconds",
-              "ishowttsd_job_runs", "ishowttsd_worker_rss_bytes", "ishowttsd_worker_cuda_allocated_bytes",
-              "ishowttsd_worker_cuda_reserved_bytes"}
+    six = {
+        "tts_synthesis_duration_seconds",
+        "tts_rtf",
+        "tts_requests",
+        "tts_errors",
+        "gpu_utilization_percent",
+        "gpu_memory_used_bytes",
+    }
+    extras = {
+        "tts_rtf_last",
+        "tts_time_to_first_audio_seconds",
+        "tts_queue_wait_seconds",
+        "tts_queue_depth",
+        "tts_engine_restarts",
+        "tts_engine_state",
+        "gpu_clock_locked",
+        "gpu_clock_drift",
+        "gpu_temperature_celsius",
+        "gpu_throttle_reasons",
+        "ishowttsd_job_last_success_timestamp_seconds",
+        "ishowttsd_job_runs",
+        "ishowttsd_worker_rss_bytes",
+        "ishowttsd_worker_cuda_allocated_bytes",
+        "ishowttsd_worker_cuda_reserved_bytes",
+    }
     assert six | extras <= names
 
 
@@ -96,7 +114,9 @@ def test_job_runs_count_results_and_stamp_only_successes() -> None:
     metrics.observe_job_run("backup", "failure", finished_at=1_700_000_500.0)
     assert sample_value(metrics, "ishowttsd_job_runs_total", job="backup", result="success") == 1
     assert sample_value(metrics, "ishowttsd_job_runs_total", job="backup", result="failure") == 1
-    assert sample_value(metrics, "ishowttsd_job_last_success_timestamp_seconds", job="backup") == 1_700_000_000.0
+    assert (
+        sample_value(metrics, "ishowttsd_job_last_success_timestamp_seconds", job="backup") == 1_700_000_000.0
+    )
 
 
 def test_engine_restarts_and_queue_depth() -> None:
@@ -115,5 +135,7 @@ def test_counters_summarise_requests_by_route_and_status_and_errors_by_cause() -
         metrics.observe_request("/v1/tts", status)
     metrics.observe_request("/healthz", 200)
     metrics.observe_error("queue_full")
-    assert metrics.counters() == {"requests": {"/v1/tts": {"200": 2, "429": 1}, "/healthz": {"200": 1}},
-                                  "errors": {"queue_full": 1}}
+    assert metrics.counters() == {
+        "requests": {"/v1/tts": {"200": 2, "429": 1}, "/healthz": {"200": 1}},
+        "errors": {"queue_full": 1},
+    }

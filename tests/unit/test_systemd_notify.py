@@ -22,6 +22,7 @@ class NotifySocket:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(address)
         self.sock.settimeout(2.0)
+        self.closing: list[Notifier] = []
 
     def receive(self) -> str:
         return self.sock.recv(65536).decode("utf-8")
@@ -43,29 +44,32 @@ def notify_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     receiver = NotifySocket(str(path))
     monkeypatch.setenv("NOTIFY_SOCKET", str(path))
     yield receiver
+    for notifier in receiver.closing:
+        notifier.close()
     receiver.sock.close()
 
 
 def test_without_notify_socket_everything_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
-    notifier = Notifier()
-    assert not notifier.enabled
-    sent = [notifier.ready("up"), notifier.status("x"), notifier.watchdog(), notifier.reloading(),
-            notifier.stopping(), notifier.errno(5), notifier.extend_timeout(3)]
+    with Notifier() as notifier:
+        assert not notifier.enabled
+        sent = [notifier.ready("up"), notifier.status("x"), notifier.watchdog(), notifier.reloading(),
+                notifier.stopping(), notifier.errno(5), notifier.extend_timeout(3)]
     assert sent == [False] * 7
 
 
 def test_ready_with_status(notify_socket: NotifySocket) -> None:
-    notifier = Notifier()
-    assert notifier.enabled
-    assert notifier.ready("serving on /run/ishowttsd/ishowttsd.sock")
-    assert notify_socket.receive() == "READY=1\nSTATUS=serving on /run/ishowttsd/ishowttsd.sock"
-    assert notifier.ready()
-    assert notify_socket.receive() == "READY=1"
+    with Notifier() as notifier:
+        assert notifier.enabled
+        assert notifier.ready("serving on /run/ishowttsd/ishowttsd.sock")
+        assert notify_socket.receive() == "READY=1\nSTATUS=serving on /run/ishowttsd/ishowttsd.sock"
+        assert notifier.ready()
+        assert notify_socket.receive() == "READY=1"
 
 
 def test_each_message_form(notify_socket: NotifySocket) -> None:
     notifier = Notifier()
+    notify_socket.closing.append(notifier)
     calls = [
         (lambda: notifier.status("warming 3/8"), "STATUS=warming 3/8"),
         (lambda: notifier.extend_timeout(90.5), "EXTEND_TIMEOUT_USEC=90500000"),
@@ -81,7 +85,8 @@ def test_each_message_form(notify_socket: NotifySocket) -> None:
 
 def test_reloading_carries_current_monotonic_usec(notify_socket: NotifySocket) -> None:
     before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-    assert Notifier().reloading()
+    with Notifier() as notifier:
+        assert notifier.reloading()
     after = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
     first, second = notify_socket.receive().split("\n")
     assert first == "RELOADING=1"
@@ -90,13 +95,14 @@ def test_reloading_carries_current_monotonic_usec(notify_socket: NotifySocket) -
 
 
 def test_status_is_utf8_and_cannot_inject_assignments(notify_socket: NotifySocket) -> None:
-    assert Notifier().status("voice “Zoë” 你好\nREADY=1")
+    with Notifier() as notifier:
+        assert notifier.status("voice “Zoë” 你好\nREADY=1")
     assert notify_socket.receive() == "STATUS=voice “Zoë” 你好 READY=1"
 
 
 def test_extend_timeout_rejects_non_positive(notify_socket: NotifySocket) -> None:
-    with pytest.raises(ValueError):
-        Notifier().extend_timeout(0)
+    with Notifier() as notifier, pytest.raises(ValueError):
+        notifier.extend_timeout(0)
     assert not notify_socket.pending()
 
 
@@ -105,7 +111,8 @@ def test_abstract_socket_address(monkeypatch: pytest.MonkeyPatch) -> None:
     receiver = NotifySocket("\0" + name)
     monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
     try:
-        assert Notifier().ready("abstract")
+        with Notifier() as notifier:
+            assert notifier.ready("abstract")
         assert receiver.receive() == "READY=1\nSTATUS=abstract"
     finally:
         receiver.sock.close()
@@ -114,18 +121,19 @@ def test_abstract_socket_address(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_missing_socket_returns_false_then_recovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "later.sock"
     monkeypatch.setenv("NOTIFY_SOCKET", str(path))
-    notifier = Notifier()
-    assert notifier.enabled and not notifier.watchdog()
-    receiver = NotifySocket(str(path))
-    try:
-        assert notifier.watchdog()
-        assert receiver.receive() == "WATCHDOG=1"
-    finally:
-        receiver.sock.close()
+    with Notifier() as notifier:
+        assert notifier.enabled and not notifier.watchdog()
+        receiver = NotifySocket(str(path))
+        try:
+            assert notifier.watchdog()
+            assert receiver.receive() == "WATCHDOG=1"
+        finally:
+            receiver.sock.close()
 
 
 def test_reconnects_after_the_socket_is_recreated(notify_socket: NotifySocket, tmp_path: Path) -> None:
     notifier = Notifier()
+    notify_socket.closing.append(notifier)
     assert notifier.watchdog()
     notify_socket.receive()
     notify_socket.sock.close()
@@ -140,6 +148,7 @@ def test_reconnects_after_the_socket_is_recreated(notify_socket: NotifySocket, t
 
 def test_concurrent_senders_deliver_every_message_whole(notify_socket: NotifySocket) -> None:
     notifier = Notifier()
+    notify_socket.closing.append(notifier)
     notify_socket.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
 
     def send(worker: int) -> None:
@@ -171,9 +180,10 @@ def test_watchdog_interval_from(environ: dict[str, str], expected: float | None)
 def test_watchdog_interval_reads_environment_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", "4000000")
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
-    notifier = Notifier()
-    monkeypatch.delenv("WATCHDOG_USEC")
-    assert notifier.watchdog_interval() == 2.0
+    with Notifier() as notifier:
+        monkeypatch.delenv("WATCHDOG_USEC")
+        assert notifier.watchdog_interval() == 2.0
     monkeypatch.setenv("WATCHDOG_USEC", "4000000")
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid() + 1))
-    assert Notifier().watchdog_interval() is None
+    with Notifier() as other:
+        assert other.watchdog_interval() is None

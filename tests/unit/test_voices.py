@@ -45,8 +45,10 @@ def entries(root: Path) -> list[str]:
 
 
 def test_default_reference_is_found_without_importing_f5_tts() -> None:
-    code = ("import sys; from ishowttsd.voices import find_default_reference as f; p = f(); "
-            "print(p.name, 'f5_tts' in sys.modules)")
+    code = (
+        "import sys; from ishowttsd.voices import find_default_reference as f; p = f(); "
+        "print(p.name, 'f5_tts' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["basic_ref_en.wav", "False"]
 
@@ -71,14 +73,28 @@ def test_builtin_voice_cannot_be_deleted_or_overwritten(tmp_path: Path) -> None:
 def test_added_voice_is_mono_16bit_at_its_own_rate_with_text_and_meta(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     info = store.add("alice", sine_bytes(2.5, 48_000, channels=2), "  Hello there.  ")
-    assert (info.name, info.ref_text, info.sample_rate, info.builtin) == ("alice", "Hello there.", 48_000, False)
+    assert (info.name, info.ref_text, info.sample_rate, info.builtin) == (
+        "alice",
+        "Hello there.",
+        48_000,
+        False,
+    )
     assert info.duration_s == pytest.approx(2.5, abs=0.001)
     details = sf.info(str(tmp_path / "alice" / "ref.wav"))
-    assert (details.channels, details.samplerate, details.subtype, details.format) == (1, 48_000, "PCM_16", "WAV")
+    assert (details.channels, details.samplerate, details.subtype, details.format) == (
+        1,
+        48_000,
+        "PCM_16",
+        "WAV",
+    )
     meta = json.loads((tmp_path / "alice" / "meta.json").read_text())
     assert meta["source_channels"] == 2 and meta["source_format"] == "WAV"
     ref = store.get("alice")
-    assert (ref.name, ref.ref_text, ref.audio_path) == ("alice", "Hello there.", str(tmp_path / "alice" / "ref.wav"))
+    assert (ref.name, ref.ref_text, ref.audio_path) == (
+        "alice",
+        "Hello there.",
+        str(tmp_path / "alice" / "ref.wav"),
+    )
     assert [voice.name for voice in store.list()] == ["default", "alice"]
 
 
@@ -128,8 +144,25 @@ def test_a_failed_replacement_keeps_the_old_voice(tmp_path: Path) -> None:
     assert store.get("erin").ref_text == "original" and entries(tmp_path) == ["erin"]
 
 
-@pytest.mark.parametrize("name", ["..", ".", "../etc", "a/b", "/abs", "Upper", "", "-lead", "_lead", "x" * 65,
-                                  "sp ace", "tab\t", "ünï", "nul\x00"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "..",
+        ".",
+        "../etc",
+        "a/b",
+        "/abs",
+        "Upper",
+        "",
+        "-lead",
+        "_lead",
+        "x" * 65,
+        "sp ace",
+        "tab\t",
+        "ünï",
+        "nul\x00",
+    ],
+)
 def test_path_traversal_and_malformed_names_are_rejected(tmp_path: Path, name: str) -> None:
     root = tmp_path / "voices"
     (tmp_path / "etc").mkdir()
@@ -169,7 +202,9 @@ def test_invalid_audio_is_rejected_before_anything_is_written(tmp_path: Path) ->
     assert caught.value.kind == "bad_duration" and entries(tmp_path) == []
 
 
-def test_opening_cleans_staged_and_removed_dirs_and_restores_an_interrupted_replacement(tmp_path: Path) -> None:
+def test_opening_cleans_staged_and_removed_dirs_and_restores_an_interrupted_replacement(
+    tmp_path: Path,
+) -> None:
     open_store(tmp_path).add("hank", sine_bytes(2.0), "kept")
     (tmp_path / "hank").rename(tmp_path / ".replaced-hank-0123456789ab")  # crash between the two renames
     (tmp_path / ".staging-hank-aaaaaaaaaaaa").mkdir()

@@ -22,8 +22,9 @@ from ishowttsd.config import LimitsConfig
 LIMITS = LimitsConfig()  # min 1 s, max 15 s, 8 MiB
 
 
-def sine_bytes(seconds: float, rate: int = 24_000, channels: int = 1, fmt: str = "WAV",
-               subtype: str = "PCM_16") -> bytes:
+def sine_bytes(
+    seconds: float, rate: int = 24_000, channels: int = 1, fmt: str = "WAV", subtype: str = "PCM_16"
+) -> bytes:
     t = np.arange(int(seconds * rate)) / rate
     tone = 0.3 * np.sin(2 * np.pi * 220.0 * t)
     frames = np.stack([tone * (k + 1) / channels for k in range(channels)], axis=1)
@@ -32,8 +33,9 @@ def sine_bytes(seconds: float, rate: int = 24_000, channels: int = 1, fmt: str =
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("fmt,subtype", [("WAV", "PCM_16"), ("WAV", "FLOAT"), ("FLAC", "PCM_16"),
-                                         ("OGG", "VORBIS")])
+@pytest.mark.parametrize(
+    "fmt,subtype", [("WAV", "PCM_16"), ("WAV", "FLOAT"), ("FLAC", "PCM_16"), ("OGG", "VORBIS")]
+)
 def test_accepted_formats_decode_to_mono_with_measured_duration(fmt: str, subtype: str) -> None:
     audio = validate_voice_audio(sine_bytes(2.0, 22_050, fmt=fmt, subtype=subtype), LIMITS)
     assert audio.source_format == fmt and audio.sample_rate == 22_050

@@ -20,7 +20,13 @@ from structlog.testing import capture_logs
 from ishowttsd.api.app import DEPS, AppDeps, create_app
 from ishowttsd.config import Config, LimitsConfig
 from ishowttsd.engine.client import SynthesisRequest
-from ishowttsd.engine.errors import DeadlineExceeded, EngineUnavailable, QueueFull, SynthesisFailed, SynthesisRejected
+from ishowttsd.engine.errors import (
+    DeadlineExceeded,
+    EngineUnavailable,
+    QueueFull,
+    SynthesisFailed,
+    SynthesisRejected,
+)
 from ishowttsd.metrics import Metrics
 from ishowttsd.voices import DEFAULT_REF_TEXT, VoiceStore, find_default_reference
 
@@ -67,9 +73,16 @@ def sine_bytes(seconds: float, rate: int = 16_000, fmt: str = "WAV") -> bytes:
 def make_deps(tmp_path: Path, engine: EngineDouble, config: Config | None = None) -> AppDeps:
     config = config or Config()
     voices = VoiceStore(tmp_path / "voices", find_default_reference(), DEFAULT_REF_TEXT, config.limits)
-    return AppDeps(get_config=lambda: config, config_path=tmp_path / "ishowttsd.toml", engine=engine,
-                   voices=voices, metrics=Metrics(), started_at=time.monotonic() - 5.0,
-                   status_extra=lambda: {"jobs": {"backup": "ok"}}, new_seed=lambda: 1234)
+    return AppDeps(
+        get_config=lambda: config,
+        config_path=tmp_path / "ishowttsd.toml",
+        engine=engine,
+        voices=voices,
+        metrics=Metrics(),
+        started_at=time.monotonic() - 5.0,
+        status_extra=lambda: {"jobs": {"backup": "ok"}},
+        new_seed=lambda: 1234,
+    )
 
 
 @pytest.fixture
@@ -95,7 +108,9 @@ async def error_of(response: aiohttp.ClientResponse) -> str:
 
 
 # --- synthesis -----------------------------------------------------------------------------------
-async def test_tts_returns_a_wav_with_seed_and_timing_headers(client: TestClient, engine: EngineDouble) -> None:
+async def test_tts_returns_a_wav_with_seed_and_timing_headers(
+    client: TestClient, engine: EngineDouble
+) -> None:
     response = await client.post("/v1/tts", json={"text": "hello world", "nfe": 12, "speed": 1.2})
     assert response.status == 200 and response.content_type == "audio/wav"
     with wave.open(io.BytesIO(await response.read())) as reader:
@@ -104,14 +119,22 @@ async def test_tts_returns_a_wav_with_seed_and_timing_headers(client: TestClient
     assert response.headers["X-Seed"] == "1234" and response.headers["X-Audio-Seconds"] == "0.300"
     assert float(response.headers["X-Synthesis-Seconds"]) >= 0
     (req,) = engine.requests
-    assert (req.text, req.voice.name, req.nfe, req.speed, req.seed, req.stream) == ("hello world", "default", 12,
-                                                                                   1.2, 1234, False)
+    assert (req.text, req.voice.name, req.nfe, req.speed, req.seed, req.stream) == (
+        "hello world",
+        "default",
+        12,
+        1.2,
+        1234,
+        False,
+    )
     assert req.deadline_s == Config().limits.request_timeout_s
 
 
 async def test_same_seed_gives_identical_pcm(client: TestClient) -> None:
-    bodies = [await (await client.post("/v1/tts", json={"text": "a", "seed": 9, "format": "pcm"})).read()
-              for _ in range(2)]
+    bodies = [
+        await (await client.post("/v1/tts", json={"text": "a", "seed": 9, "format": "pcm"})).read()
+        for _ in range(2)
+    ]
     assert bodies[0] == bodies[1] and len(bodies[0]) == 3 * PIECE_SAMPLES * 2
 
 
@@ -135,8 +158,10 @@ async def test_streamed_pcm_has_no_header(client: TestClient, engine: EngineDoub
 
 
 async def test_openai_speech_route(client: TestClient, engine: EngineDouble) -> None:
-    response = await client.post("/v1/audio/speech", json={"model": "tts-1", "input": "hi", "voice": "default",
-                                                            "response_format": "wav"})
+    response = await client.post(
+        "/v1/audio/speech",
+        json={"model": "tts-1", "input": "hi", "voice": "default", "response_format": "wav"},
+    )
     assert response.status == 200 and (await response.read())[:4] == b"RIFF"
     assert engine.requests[0].nfe == Config().engine.nfe
 
@@ -151,16 +176,20 @@ async def test_openai_mp3_is_422(client: TestClient) -> None:
     assert response.status == 422 and "wav, pcm" in (await response.json())["error"]["message"]
 
 
-@pytest.mark.parametrize("error,status,code,retry", [
-    (EngineUnavailable("restarting", 3.0), 503, "engine_unavailable", "3"),
-    (SynthesisFailed("worker died", 2.0), 503, "synthesis_failed", "2"),
-    (QueueFull(64, 2.0), 429, "queue_full", "2"),
-    (DeadlineExceeded("too late"), 504, "deadline_exceeded", None),
-    (SynthesisRejected("cannot tokenize"), 422, "synthesis_rejected", None),
-    (RuntimeError("secret internals /home/x"), 500, "internal", None),
-])
-async def test_engine_errors_map_to_status_and_json(tmp_path: Path, error: Exception, status: int, code: str,
-                                                    retry: str | None) -> None:
+@pytest.mark.parametrize(
+    "error,status,code,retry",
+    [
+        (EngineUnavailable("restarting", 3.0), 503, "engine_unavailable", "3"),
+        (SynthesisFailed("worker died", 2.0), 503, "synthesis_failed", "2"),
+        (QueueFull(64, 2.0), 429, "queue_full", "2"),
+        (DeadlineExceeded("too late"), 504, "deadline_exceeded", None),
+        (SynthesisRejected("cannot tokenize"), 422, "synthesis_rejected", None),
+        (RuntimeError("secret internals /home/x"), 500, "internal", None),
+    ],
+)
+async def test_engine_errors_map_to_status_and_json(
+    tmp_path: Path, error: Exception, status: int, code: str, retry: str | None
+) -> None:
     engine = EngineDouble(fail_with=error)
     async with TestClient(TestServer(create_app(make_deps(tmp_path, engine)))) as client:
         for stream in (False, True):
@@ -211,7 +240,11 @@ async def test_unknown_route_is_404_and_wrong_method_405_as_json(client: TestCli
     missing = await client.get("/v2/nothing")
     assert missing.status == 404 and await error_of(missing) == "not_found"
     wrong = await client.get("/v1/tts")
-    assert wrong.status == 405 and await error_of(wrong) == "method_not_allowed" and "POST" in wrong.headers["Allow"]
+    assert (
+        wrong.status == 405
+        and await error_of(wrong) == "method_not_allowed"
+        and "POST" in wrong.headers["Allow"]
+    )
 
 
 async def test_requests_are_logged_without_their_text(client: TestClient) -> None:
@@ -219,8 +252,12 @@ async def test_requests_are_logged_without_their_text(client: TestClient) -> Non
     with capture_logs() as logs:
         await client.post("/v1/tts", json={"text": secret})
     (entry,) = [log for log in logs if log["event"] == "request"]
-    assert (entry["route"], entry["status"], entry["text_chars"], entry["log_level"]) == ("/v1/tts", 200,
-                                                                                        len(secret), "info")
+    assert (entry["route"], entry["status"], entry["text_chars"], entry["log_level"]) == (
+        "/v1/tts",
+        200,
+        len(secret),
+        "info",
+    )
     assert entry["duration_ms"] >= 0
     assert all(secret not in repr(log) for log in logs if log["log_level"] != "debug")
 
@@ -235,7 +272,9 @@ def voice_form(name: str, text: str, audio: bytes, filename: str = "ref.wav") ->
 
 
 async def test_voice_lifecycle(client: TestClient, engine: EngineDouble) -> None:
-    added = await client.post("/v1/voices", data=voice_form("alice", "Hello there.", sine_bytes(2.0, fmt="FLAC")))
+    added = await client.post(
+        "/v1/voices", data=voice_form("alice", "Hello there.", sine_bytes(2.0, fmt="FLAC"))
+    )
     assert added.status == 201 and (await added.json())["name"] == "alice"
     listed = await (await client.get("/v1/voices")).json()
     assert [voice["name"] for voice in listed["voices"]] == ["default", "alice"]
@@ -247,17 +286,21 @@ async def test_voice_lifecycle(client: TestClient, engine: EngineDouble) -> None
     assert deleted.status == 200 and (await client.get("/v1/voices/alice")).status == 404
 
 
-@pytest.mark.parametrize("name,text,audio,status,code", [
-    ("alice", "hi", b"garbage" * 100, 415, "unsupported_audio"),
-    ("alice", "hi", sine_bytes(0.5), 422, "invalid_voice_duration"),
-    ("alice", "hi", sine_bytes(20.0), 422, "invalid_voice_duration"),
-    ("alice", "", sine_bytes(2.0), 400, "invalid_transcript"),
-    ("../etc", "hi", sine_bytes(2.0), 400, "invalid_voice_name"),
-    ("default", "hi", sine_bytes(2.0), 400, "reserved_voice_name"),
-    ("con", "hi", sine_bytes(2.0), 400, "reserved_voice_name"),
-])
-async def test_bad_voice_uploads(client: TestClient, name: str, text: str, audio: bytes, status: int,
-                                 code: str) -> None:
+@pytest.mark.parametrize(
+    "name,text,audio,status,code",
+    [
+        ("alice", "hi", b"garbage" * 100, 415, "unsupported_audio"),
+        ("alice", "hi", sine_bytes(0.5), 422, "invalid_voice_duration"),
+        ("alice", "hi", sine_bytes(20.0), 422, "invalid_voice_duration"),
+        ("alice", "", sine_bytes(2.0), 400, "invalid_transcript"),
+        ("../etc", "hi", sine_bytes(2.0), 400, "invalid_voice_name"),
+        ("default", "hi", sine_bytes(2.0), 400, "reserved_voice_name"),
+        ("con", "hi", sine_bytes(2.0), 400, "reserved_voice_name"),
+    ],
+)
+async def test_bad_voice_uploads(
+    client: TestClient, name: str, text: str, audio: bytes, status: int, code: str
+) -> None:
     response = await client.post("/v1/voices", data=voice_form(name, text, audio))
     assert response.status == status and await error_of(response) == code
     assert len((await (await client.get("/v1/voices")).json())["voices"]) == 1
@@ -304,7 +347,9 @@ async def test_healthz_and_readyz_follow_the_engine(client: TestClient, engine: 
 async def test_status_document(client: TestClient) -> None:
     await client.post("/v1/tts", json={"text": "a"})
     status = await (await client.get("/v1/status")).json()
-    assert status["version"] and status["uptime_s"] >= 5.0 and status["config_path"].endswith("ishowttsd.toml")
+    assert (
+        status["version"] and status["uptime_s"] >= 5.0 and status["config_path"].endswith("ishowttsd.toml")
+    )
     assert status["engine"] == {"state": "ready", "model": "double", "path": "/x"}
     assert status["counters"]["requests"]["/v1/tts"] == {"200": 1}
     assert status["jobs"] == {"backup": "ok"}
@@ -316,7 +361,9 @@ async def test_metrics_route_exposes_the_app_registry(client: TestClient) -> Non
     text = await response.text()
     assert response.status == 200 and response.headers["Content-Type"].startswith("text/plain")
     assert 'tts_requests_total{route="/v1/tts",status="200"} 1.0' in text
-    assert "tts_rtf_count 1.0" in text and 'tts_time_to_first_audio_seconds_count{route="/v1/tts"} 1.0' in text
+    assert (
+        "tts_rtf_count 1.0" in text and 'tts_time_to_first_audio_seconds_count{route="/v1/tts"} 1.0' in text
+    )
 
 
 async def test_route_labels_use_patterns_not_paths(client: TestClient) -> None:

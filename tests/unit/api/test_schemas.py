@@ -66,8 +66,19 @@ def test_unsupported_format_is_a_422_naming_the_supported_ones() -> None:
     assert error.status == 422 and "wav" in error.message and "pcm" in error.message
 
 
-@pytest.mark.parametrize("field,value", [("nfe", True), ("nfe", 8.0), ("seed", "1"), ("speed", "fast"),
-                                          ("speed", True), ("stream", 1), ("voice", ""), ("voice", 3)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("nfe", True),
+        ("nfe", 8.0),
+        ("seed", "1"),
+        ("speed", "fast"),
+        ("speed", True),
+        ("stream", 1),
+        ("voice", ""),
+        ("voice", 3),
+    ],
+)
 def test_wrong_types_are_400(field: str, value: object) -> None:
     assert tts_error({"text": "hi", field: value}).status == 400
 
@@ -120,10 +131,23 @@ def test_bad_json_bodies_are_400(raw: bytes) -> None:
 
 
 def test_openai_request_maps_input_voice_format_and_stream() -> None:
-    body = {"model": "tts-1", "input": "hi", "voice": "bob", "response_format": "pcm", "speed": 2.0,
-            "stream_format": "audio", "instructions": "cheerful"}
+    body = {
+        "model": "tts-1",
+        "input": "hi",
+        "voice": "bob",
+        "response_format": "pcm",
+        "speed": 2.0,
+        "stream_format": "audio",
+        "instructions": "cheerful",
+    }
     params = parse_openai_speech(body, DEFAULTS, fixed_seed)
-    assert (params.text, params.voice, params.format, params.speed, params.stream) == ("hi", "bob", "pcm", 2.0, True)
+    assert (params.text, params.voice, params.format, params.speed, params.stream) == (
+        "hi",
+        "bob",
+        "pcm",
+        2.0,
+        True,
+    )
     assert (params.nfe, params.seed) == (8, 4242)
 
 

@@ -56,7 +56,9 @@ def test_drift_is_decided_by_the_relative_difference(want: int, got: int, tol: f
         assert not report.drifted and report.fields == {}
 
 
-@pytest.mark.parametrize(("got", "drifted"), [(2000, False), (1980, False), (1979, True), (2020, False), (2021, True)])
+@pytest.mark.parametrize(
+    ("got", "drifted"), [(2000, False), (1980, False), (1979, True), (2020, False), (2021, True)]
+)
 def test_tolerance_boundary_is_inclusive(got: int, drifted: bool) -> None:
     # 1 % of 2000 MHz = 20 MHz: a difference of exactly 20 is still in lock
     assert detect_clock_drift({"sm_mhz": 2000}, {"sm_mhz": got}, 1.0).drifted is drifted
