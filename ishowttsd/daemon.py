@@ -12,7 +12,7 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 import structlog
@@ -76,6 +76,7 @@ class Daemon:
         self.supervisor = build_supervisor(config, self.engine, self.notifier, self.voices, self.status_line)
         self.reloader = Reloader(self, reload_config, build_config_store(config, config_path))
         self.signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
+        self.stop_requested = asyncio.Event()
         self.started_at = time.monotonic()
         self.exit_code = 0
 
@@ -97,17 +98,40 @@ class Daemon:
         return app
 
     async def run(self) -> int:
+        self._install_signal_handlers()
         runner = web.AppRunner(self.build_app(), handle_signals=False, access_log=None)
         await runner.setup()
         self.boot.stage("opening socket")
         await open_unix_site(runner, self.config.daemon)
         tasks = [asyncio.create_task(self.supervisor.run_loop_tasks(), name="supervisor")]
         try:
-            if await self._boot_engine():
+            if await self._first(self._boot_engine(), self.stop_requested.wait()):
                 await self._serve()
         finally:
             await self._shutdown(runner, tasks)
         return self.exit_code
+
+    def _install_signal_handlers(self) -> None:
+        """Handlers only enqueue; _serve dispatches. SIGTERM during boot aborts the boot cleanly."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _on_signal(self, signum: signal.Signals) -> None:
+        if signum != signal.SIGHUP:
+            self.stop_requested.set()
+        self.signals.put_nowait(signum)
+
+    @staticmethod
+    async def _first(boot: Coroutine[object, object, bool], stop: Coroutine[object, object, object]) -> bool:
+        """Run boot unless a stop signal comes first; True when booted and not asked to stop."""
+        boot_task, stop_task = asyncio.ensure_future(boot), asyncio.ensure_future(stop)
+        await asyncio.wait({boot_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (boot_task, stop_task):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(boot_task, stop_task, return_exceptions=True)
+        return boot_task.done() and not boot_task.cancelled() and boot_task.result() is True
 
     async def _boot_engine(self) -> bool:
         self.boot.stage("loading engine")
@@ -125,9 +149,6 @@ class Daemon:
         return True
 
     async def _serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.add_signal_handler(signum, self.signals.put_nowait, signum)
         while True:
             signum = await self.signals.get()
             if signum == signal.SIGHUP:

@@ -83,7 +83,7 @@ def engine_events(metrics: Metrics, traffic: RecentTraffic) -> EngineEvents:
 
     return EngineEvents(
         job_finished=lambda audio_s, synth_s, ttfa_s, wait_s: (traffic.record(audio_s, synth_s),
-                                                              metrics.observe_queue_wait(wait_s)),
+                                                              metrics.observe_engine_job(audio_s, synth_s, wait_s)),
         restarted=metrics.observe_engine_restart, state_changed=state_changed)
 
 
@@ -103,7 +103,8 @@ def canary_request(config: Config, voices: VoiceStore) -> Callable[[], Synthesis
 def build_supervisor(config: Config, engine: EngineClient, notifier: Notifier, voices: VoiceStore,
                      status_line: Callable[[], str]) -> Supervisor:
     w = config.watchdog
-    settings = SupervisorSettings(worker_max_age_s=config.engine.heartbeat_timeout_s,
+    # The engine client kills a silent worker after heartbeat_timeout_s; the supervisor is the backstop.
+    settings = SupervisorSettings(worker_max_age_s=2 * config.engine.heartbeat_timeout_s,
                                   canary_interval_s=w.canary_interval_s, canary_max_age_s=w.canary_max_age_s,
                                   boot_grace_s=config.engine.boot_timeout_s,
                                   max_failed_recoveries=w.max_failed_recoveries)

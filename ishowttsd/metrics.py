@@ -6,6 +6,14 @@ real-time factor is lost, and nothing can say "p95 RTF over the last hour". A hi
 every request into buckets, so `histogram_quantile(0.95, rate(tts_rtf_bucket[1h]))` gives the p95
 the health report checks against the target (R8, R28). `tts_rtf_last` is kept as a gauge for a
 quick look at the most recent request.
+
+Who records what (so nothing is counted twice):
+- the API (per HTTP request): tts_requests_total, tts_errors_total{cause} (every failed synthesis
+  request, by error code), tts_synthesis_duration_seconds{route} (end-to-end wall time the client
+  waited, queueing included), tts_audio_seconds_total{route}, tts_time_to_first_audio_seconds{route};
+- the engine client (per finished job, canary included) through `observe_engine_job`: tts_rtf and
+  tts_rtf_last from the worker's own compute time, so queueing under load never looks like a slow
+  GPU (R22 acts on RTF), and tts_queue_wait_seconds; `observe_engine_failure` for its causes.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.35, 0.5, 
                    1.0, 1.5, 2.5, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0)
 # Real-time factor (synthesis seconds / audio seconds); 0.3 and 0.35 are the runbook's targets.
 RTF_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0)
-ENGINE_STATES = ("starting", "ready", "busy", "restarting", "draining", "failed", "stopped")
+ENGINE_STATES = ("starting", "ready", "recycling", "restarting", "stopping", "stopped", "failed")
 
 
 class Metrics:
@@ -38,11 +46,13 @@ class Metrics:
         self.requests = Counter("tts_requests", "HTTP requests by route and status", ["route", "status"],
                                 registry=reg)
         self.errors = Counter("tts_errors", "Failed requests by cause", ["cause"], registry=reg)
-        self.synthesis_duration = Histogram("tts_synthesis_duration_seconds", "Wall time of one synthesis",
+        self.synthesis_duration = Histogram("tts_synthesis_duration_seconds", "End-to-end synthesis time",
                                             ["route"], buckets=LATENCY_BUCKETS, registry=reg)
-        self.rtf = Histogram("tts_rtf", "Real-time factor per synthesis (synthesis s / audio s)",
+        self.audio_seconds = Counter("tts_audio_seconds", "Seconds of audio delivered", ["route"],
+                                     registry=reg)
+        self.rtf = Histogram("tts_rtf", "Real-time factor per engine job (compute s / audio s)",
                              buckets=RTF_BUCKETS, registry=reg)
-        self.rtf_last = Gauge("tts_rtf_last", "Real-time factor of the most recent synthesis", registry=reg)
+        self.rtf_last = Gauge("tts_rtf_last", "Real-time factor of the most recent engine job", registry=reg)
         self.first_audio = Histogram("tts_time_to_first_audio_seconds", "Request start to first audio byte",
                                      ["route"], buckets=LATENCY_BUCKETS, registry=reg)
 
@@ -51,6 +61,8 @@ class Metrics:
         self.queue_wait = Histogram("tts_queue_wait_seconds", "Time a request waited for the engine",
                                     buckets=LATENCY_BUCKETS, registry=reg)
         self.queue_depth = Gauge("tts_queue_depth", "Requests waiting for the engine", registry=reg)
+        self.engine_failures = Counter("tts_engine_job_failures", "Engine jobs that failed, by cause",
+                                       ["cause"], registry=reg)
         self.engine_restarts = Counter("tts_engine_restarts", "Engine worker restarts by reason", ["reason"],
                                        registry=reg)
         self.engine_state = Gauge("tts_engine_state", "1 for the engine's current state, 0 for the others",
@@ -91,16 +103,24 @@ class Metrics:
         self.errors.labels(cause=cause).inc()
 
     def observe_synthesis(self, route: str, audio_s: float, synth_s: float) -> None:
-        """One finished synthesis: its wall time, and its RTF when it produced audio."""
+        """One synthesis request answered in full: its end-to-end wall time and the audio it delivered."""
         self.synthesis_duration.labels(route=route).observe(synth_s)
-        if audio_s > 0:
-            self.rtf.observe(synth_s / audio_s)
-            self.rtf_last.set(synth_s / audio_s)
+        self.audio_seconds.labels(route=route).inc(audio_s)
 
     def observe_time_to_first_audio(self, route: str, seconds: float) -> None:
         self.first_audio.labels(route=route).observe(seconds)
 
     # --- engine ---------------------------------------------------------------------------------
+    def observe_engine_job(self, audio_s: float, compute_s: float, queue_wait_s: float) -> None:
+        """A finished engine job (EngineEvents.job_finished): RTF from compute time, and the queue wait."""
+        self.queue_wait.observe(queue_wait_s)
+        if audio_s > 0:
+            self.rtf.observe(compute_s / audio_s)
+            self.rtf_last.set(compute_s / audio_s)
+
+    def observe_engine_failure(self, cause: str) -> None:
+        self.engine_failures.labels(cause=cause).inc()
+
     def observe_queue_wait(self, seconds: float) -> None:
         self.queue_wait.observe(seconds)
 

@@ -105,7 +105,7 @@ class Supervisor:
             self._seen_state, self._state_since = state, now
         handle = self.engine.current
         return should_pet(
-            now, self.loop_beat, handle.last_pong_at if handle and handle.last_pong else None,
+            now, self.loop_beat, handle.last_pong_at if handle else None,
             self.canary_ok_at, state if state in WATCHDOG_STATES else "ready",
             loop_max_age_s=self.settings.loop_max_age_s, worker_max_age_s=self.settings.worker_max_age_s,
             canary_max_age_s=self.settings.canary_max_age_s,

@@ -31,7 +31,7 @@ import structlog
 
 from ishowttsd.api.audio import VoiceAudio, VoiceAudioLimits, encode_pcm16_wav, validate_voice_audio
 from ishowttsd.engine.protocol import VoiceRef
-from ishowttsd.fsutil import atomic_write_bytes
+from ishowttsd.fsutil import atomic_write_bytes, fsync_dir
 
 log = structlog.get_logger(__name__)
 
@@ -112,14 +112,6 @@ def check_transcript(text: str, max_chars: int) -> str:
     return stripped
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class VoiceStore:
     """The voice registry under `root`, plus the built-in read-only "default" voice."""
 
@@ -134,26 +126,27 @@ class VoiceStore:
         root.mkdir(parents=True, exist_ok=True)
         self._recover()
 
+    # Reads take the lock too, so they never fall between the two renames of a replacement.
     def get(self, name: str) -> VoiceRef:
         """The voice as the engine needs it; raises VoiceNotFound."""
         if name == BUILTIN_VOICE:
             return self._builtin_ref()
-        directory = self._existing_dir(name)
-        try:
+        with self._lock:
+            directory = self._existing_dir(name)
             text = (directory / TEXT_FILE).read_text(encoding="utf-8")
             version = (directory / AUDIO_FILE).stat().st_mtime_ns
-        except FileNotFoundError as exc:
-            raise VoiceNotFound(f"voice {name!r} not found") from exc
         return VoiceRef(name, str(directory / AUDIO_FILE), text, version)
 
     def info(self, name: str) -> VoiceInfo:
         if name == BUILTIN_VOICE:
             return self._builtin_info()
-        return self._read_info(self._existing_dir(name))
+        with self._lock:
+            return self._read_info(self._existing_dir(name))
 
     def list(self) -> list[VoiceInfo]:
         """The built-in voice first, then the stored ones by name; unreadable entries are skipped (logged)."""
-        stored = [info for path in sorted(self._root.iterdir()) if (info := self._try_read_info(path))]
+        with self._lock:
+            stored = [info for path in sorted(self._root.iterdir()) if (info := self._try_read_info(path))]
         return [self._builtin_info(), *stored]
 
     def add(self, name: str, audio_bytes: bytes, text: str) -> VoiceInfo:
@@ -164,7 +157,7 @@ class VoiceStore:
         staging = self._stage(name, audio, transcript)
         with self._lock:
             self._install(staging, self._root / name)
-        return self._read_info(self._root / name)
+            return self._read_info(self._root / name)
 
     def remove(self, name: str) -> None:
         """Delete a stored voice; raises ReservedVoiceName for "default", VoiceNotFound if absent."""
@@ -174,7 +167,7 @@ class VoiceStore:
             directory = self._existing_dir(name)
             retired = self._work_dir(REMOVED_PREFIX, name)
             os.rename(directory, retired)
-            _fsync_dir(self._root)
+            fsync_dir(self._root)
         shutil.rmtree(retired, ignore_errors=True)
 
     def _existing_dir(self, name: str) -> Path:
@@ -196,7 +189,7 @@ class VoiceStore:
             self._write_file(staging / AUDIO_FILE, encode_pcm16_wav(audio.samples, audio.sample_rate))
             self._write_file(staging / TEXT_FILE, transcript.encode("utf-8"))
             self._write_file(staging / META_FILE, _meta_json(name, audio))
-            _fsync_dir(staging)
+            fsync_dir(staging)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -209,7 +202,7 @@ class VoiceStore:
         if replacing:
             os.rename(final, retired)
         os.rename(staging, final)
-        _fsync_dir(self._root)
+        fsync_dir(self._root)
         if replacing:
             shutil.rmtree(retired, ignore_errors=True)
 

@@ -81,9 +81,10 @@ def route_label(request: web.Request) -> str:
 
 
 def _log_request(request: web.Request, status: int, started: float) -> None:
+    optional = {"text_chars": request.get(TEXT_CHARS), "aborted": request.get(STREAM_ABORTED)}
     log.info("request", method=request.method, route=route_label(request), status=status,
              duration_ms=round((time.perf_counter() - started) * 1000, 1),
-             text_chars=request.get(TEXT_CHARS), aborted=request.get(STREAM_ABORTED))
+             **{key: value for key, value in optional.items() if value is not None})
 
 
 def access_log_middleware(metrics: Metrics) -> Middleware:

@@ -211,7 +211,7 @@ def _due_in(group: _Group, now_s: float, max_batch: int, window_s: float, margin
     or when its earliest deadline is within margin_s."""
     if len(group.items) >= max_batch:
         return 0.0
-    by_age = group.items[0].arrived_s + window_s - now_s
+    by_age = window_s - max(0.0, now_s - group.items[0].arrived_s)  # an arrival "in the future" counts as now
     by_deadline = min(i.deadline_s for i in group.items) - margin_s - now_s
     return min(by_age, by_deadline)
 

@@ -253,6 +253,7 @@ class EngineClient:
 
     def _on_ready(self, handle: WorkerHandle, ready: p.Ready) -> None:
         handle.ready = ready
+        handle.last_pong_at = time.monotonic()  # boot time does not count as silence
         if handle is self.current:
             self._set_state("ready", "")
             self._ready.set()

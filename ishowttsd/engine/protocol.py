@@ -75,7 +75,7 @@ class Pong:
     cuda_allocated_bytes: int = 0
     cuda_reserved_bytes: int = 0
     jobs_done: int = 0
-    busy_job: int = 0  # job id in hand, 0 when idle
+    busy_job: int = 0  # job id in hand; -1 = work queued but not started; 0 = idle
     progress_age_s: float = 0.0  # seconds since the synthesis thread last made progress
 
 

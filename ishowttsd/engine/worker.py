@@ -52,7 +52,8 @@ def pong(state: WorkerState, ping: p.Ping) -> p.Pong:
     allocated, reserved = state.memory()
     return p.Pong(seq=ping.seq, rss_bytes=psutil.Process().memory_info().rss, cuda_allocated_bytes=allocated,
                   cuda_reserved_bytes=reserved, jobs_done=state.jobs_done,
-                  busy_job=state.busy_job, progress_age_s=time.monotonic() - state.last_progress)
+                  busy_job=state.busy_job or (-1 if state.jobs.qsize() else 0),
+                  progress_age_s=time.monotonic() - state.last_progress)
 
 
 def read_pipe(conn: Connection, outbox: Outbox, state: WorkerState) -> None:
@@ -64,8 +65,10 @@ def read_pipe(conn: Connection, outbox: Outbox, state: WorkerState) -> None:
             return
         if isinstance(message, p.Ping):
             outbox.send(pong(state, message))
-        else:
-            state.jobs.put(message)
+            continue
+        if not state.busy_job and state.jobs.empty():
+            state.progress()  # an idle worker's clock starts when work arrives
+        state.jobs.put(message)
 
 
 def run_job(engine: Any, job: p.Job, outbox: Outbox, state: WorkerState) -> None:

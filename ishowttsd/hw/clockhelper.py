@@ -69,13 +69,19 @@ def run_action(action: str, config: Path, sysfs_root: Path | None,
     return {"action": action, "backend": backend.name, **asdict(outcome)}, exit_code(outcome)
 
 
+def _error_record(action: str, error: str) -> dict[str, Any]:
+    return {"action": action, "ok": False, "error": error}
+
+
 def main(argv: Sequence[str] | None = None, nvml_loader: Callable[[], Any] = load_pynvml,
          out: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         record, status = run_action(args.action, args.config, args.sysfs_root, nvml_loader)
     except (ConfigError, HardwareUnavailable, ValueError) as exc:
-        record, status = {"action": args.action, "ok": False, "error": str(exc)}, EXIT_USAGE
+        record, status = _error_record(args.action, str(exc)), EXIT_USAGE
+    except Exception as exc:  # a bug must not fail the service start under --best-effort
+        record, status = _error_record(args.action, f"internal error: {exc!r}"), EXIT_FAILED
     record["best_effort"] = args.best_effort
     print(json.dumps(record, sort_keys=True, default=str), file=out or sys.stdout, flush=True)
     return EXIT_OK if args.best_effort else status

@@ -168,6 +168,7 @@ class JetsonBackend:
     def _store(self, steps: list[str]) -> str | None:
         if not self._tools.has_jetson_clocks():
             return None
+        self._records.ensure_dir()
         self._records.store_file.unlink(missing_ok=True)  # --store would prompt over an existing file
         result = self._tools.store(self._records.store_file)
         steps.append("jetson_clocks --store: ok" if result.ok else result.describe())
@@ -220,15 +221,19 @@ class JetsonBackend:
         steps: list[str] = []
         self._restore_jetson_clocks(record, steps)
         self._restore_mode(record, steps)
-        state = self._devfreq()
-        writes = devfreq_writes(state.max_hz, record.original_min_hz, record.original_max_hz)
-        write_devfreq(self._sysfs, self._node, writes)
+        self._restore_devfreq(record)
         ok, reason = restored_verdict(self._devfreq(), record)
         if ok:
             self._records.clear()
         applied = {"min_hz": record.original_min_hz, "max_hz": record.original_max_hz,
                    "nvpmodel_mode": record.original_mode}
         return ClockResult(ok=ok, applied=applied, message="restore: " + "; ".join([*steps, reason]))
+
+    def _restore_devfreq(self, record: LockRecord) -> None:
+        """Put the recorded min/max back (after the tools, which may already have done so)."""
+        current_max = self._devfreq().max_hz
+        writes = devfreq_writes(current_max, record.original_min_hz, record.original_max_hz)
+        write_devfreq(self._sysfs, self._node, writes)
 
     def _restore_jetson_clocks(self, record: LockRecord, steps: list[str]) -> None:
         if record.store_file and Path(record.store_file).exists() and self._tools.has_jetson_clocks():

@@ -51,8 +51,11 @@ class LockRecordStore:
         except (TypeError, json.JSONDecodeError) as exc:
             raise ValueError(f"{self.path}: unreadable lock record: {exc}") from exc
 
-    def save(self, record: LockRecord) -> None:
+    def ensure_dir(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+
+    def save(self, record: LockRecord) -> None:
+        self.ensure_dir()
         atomic_write_text(self.path, json.dumps(asdict(record), sort_keys=True) + "\n", mode=0o644)
 
     def clear(self) -> None:

@@ -23,6 +23,9 @@ GPU_DEVFREQ_NAMES = frozenset({"gpu-gpc-0"})  # Thor
 OFFLINE_MILLI_C = -256000  # value Tegra thermal zones report for an offline sensor
 TRIP_NAMES = {"critical": "shutdown", "passive": "slowdown", "hot": "hot"}
 GPU_ZONE_PREFIX = "GPU"
+# Zones that are not sensors: PMIC-Die reads a constant 100 °C placeholder on Xavier/TX2 (jetson_stats
+# skips it too); reporting it would make every "hottest sensor" reading 100 °C.
+PLACEHOLDER_ZONE_PREFIXES = ("PMIC",)
 
 
 def of_node_name(sysfs: Sysfs, node: str) -> str | None:
@@ -81,13 +84,14 @@ class ThermalZone:
 
 
 def thermal_zones(sysfs: Sysfs) -> list[ThermalZone]:
+    """Readable thermal zones in sysfs order, without placeholder zones (PMIC-Die)."""
     zones = []
     for path in sysfs.glob(THERMAL_GLOB):
         try:
             zones.append(ThermalZone(path, sysfs.read_text(f"{path}/type")))
         except SysfsError:
             continue
-    return zones
+    return [zone for zone in zones if not zone.type.startswith(PLACEHOLDER_ZONE_PREFIXES)]
 
 
 def zone_celsius(sysfs: Sysfs, zone: ThermalZone) -> float:

@@ -38,6 +38,9 @@ from ishowttsd.hw.nvml_decode import (
 )
 from ishowttsd.hw.system import PsutilSystemSampler
 
+# Besides NVMLError: an older pynvml lacking a function (AttributeError), an unknown field value
+# type (KeyError) or an unexpected value (ValueError) must degrade a read, never crash it.
+READ_ERRORS: tuple[type[Exception], ...] = (AttributeError, KeyError, ValueError, OSError)
 VALUE_TYPE_FIELDS: dict[str, str] = {
     "NVML_VALUE_TYPE_DOUBLE": "dVal", "NVML_VALUE_TYPE_UNSIGNED_INT": "uiVal",
     "NVML_VALUE_TYPE_UNSIGNED_LONG": "ulVal", "NVML_VALUE_TYPE_UNSIGNED_LONG_LONG": "ullVal",
@@ -64,12 +67,20 @@ class NvmlBackend:
         self._nvml = nvml
         nvml.nvmlInit()
         self._open = True
-        indices = range(nvml.nvmlDeviceGetCount()) if device_indices is None else device_indices
-        self._handles = {f"nvml:{index}": nvml.nvmlDeviceGetHandleByIndex(index) for index in indices}
+        try:
+            self._handles = self._open_handles(device_indices)
+        except nvml.NVMLError:
+            self.close()
+            raise
         self._sm_clock_mhz = sm_clock_mhz
         self._system = system or PsutilSystemSampler()
         self._tolerance_mhz = tolerance_mhz
         self._bits = reason_bits(nvml)
+
+    def _open_handles(self, device_indices: Sequence[int] | None) -> dict[str, Any]:
+        nvml = self._nvml
+        indices = range(nvml.nvmlDeviceGetCount()) if device_indices is None else device_indices
+        return {f"nvml:{index}": nvml.nvmlDeviceGetHandleByIndex(index) for index in indices}
 
     def devices(self) -> list[str]:
         return list(self._handles)
@@ -92,7 +103,7 @@ class NvmlBackend:
         return [self._sample_device(label, handle) for label, handle in self._handles.items()]
 
     def _reader(self) -> FieldReader:
-        return FieldReader(lambda exc: describe_error(self._nvml, exc), (self._nvml.NVMLError,))
+        return FieldReader(lambda exc: describe_error(self._nvml, exc), (self._nvml.NVMLError, *READ_ERRORS))
 
     def _sample_device(self, label: str, handle: Any) -> GpuSample:
         nv, reader = self._nvml, self._reader()
@@ -149,7 +160,7 @@ class NvmlBackend:
     def _persistence(self, handle: Any) -> bool | None:
         try:
             return self._nvml.nvmlDeviceGetPersistenceMode(handle) == self._nvml.NVML_FEATURE_ENABLED
-        except self._nvml.NVMLError:
+        except (self._nvml.NVMLError, *READ_ERRORS):
             return None
 
     def target_mhz(self, handle: Any) -> int:
@@ -175,6 +186,8 @@ class NvmlBackend:
                 outcomes[label] = act(handle)
             except self._nvml.NVMLError as exc:
                 outcomes[label] = outcome_for_error(self._nvml, exc)
+            except AttributeError as exc:
+                outcomes[label] = DeviceOutcome("unsupported", None, f"this pynvml lacks it: {exc}")
         return outcomes
 
     def _lock_device(self, handle: Any) -> DeviceOutcome:

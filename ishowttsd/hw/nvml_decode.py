@@ -66,7 +66,7 @@ def describe_error(nvml: Any, exc: BaseException) -> str:
     for constant, wording in ERROR_WORDING.items():
         if code is not None and getattr(nvml, constant, object()) == code:
             return wording
-    return f"NVML error: {exc}"
+    return f"NVML error: {exc}" if code is not None else f"{type(exc).__name__}: {exc}"
 
 
 def snap_target(configured_mhz: int, supported_mhz: Iterable[int]) -> int:

@@ -100,6 +100,14 @@ class SystemdInstance:
         setpriv = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--"]
         return self.run(*setpriv, *argv, check=check, timeout=timeout)
 
+    def spawn_as(self, user: str, *argv: str) -> subprocess.Popen[str]:
+        """Start argv inside the instance as `user` without waiting (stdout/stderr piped)."""
+        uid, gid = self.user_ids(user)
+        command = ["nsenter", "-t", str(self.pid), "-a", "setpriv", f"--reuid={uid}", f"--regid={gid}",
+                   "--init-groups", "--", *argv]
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=NS_ENV)
+
     def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.run("systemctl", "--no-pager", *args, check=check)
 

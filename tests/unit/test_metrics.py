@@ -30,6 +30,8 @@ def test_the_runbook_six_and_the_extras_are_exposed() -> None:
     }
     extras = {
         "tts_rtf_last",
+        "tts_audio_seconds",
+        "tts_engine_job_failures",
         "tts_time_to_first_audio_seconds",
         "tts_queue_wait_seconds",
         "tts_queue_depth",
@@ -56,22 +58,33 @@ def test_each_instance_has_its_own_registry_not_the_default_one() -> None:
     assert REGISTRY.get_sample_value("tts_errors_total", {"cause": "queue_full"}) is None
 
 
-def test_observe_synthesis_feeds_duration_rtf_histogram_and_last_gauge() -> None:
+def test_observe_synthesis_records_end_to_end_time_and_audio_delivered() -> None:
     metrics = Metrics()
     metrics.observe_synthesis("/v1/tts", audio_s=4.0, synth_s=1.0)
     metrics.observe_synthesis("/v1/tts", audio_s=2.0, synth_s=0.2)
     assert sample_value(metrics, "tts_synthesis_duration_seconds_count", route="/v1/tts") == 2
+    assert sample_value(metrics, "tts_synthesis_duration_seconds_sum", route="/v1/tts") == 1.2
+    assert sample_value(metrics, "tts_audio_seconds_total", route="/v1/tts") == 6.0
+    assert sample_value(metrics, "tts_rtf_count") == 0  # RTF comes from engine compute time only
+
+
+def test_engine_jobs_feed_rtf_histogram_last_gauge_and_queue_wait() -> None:
+    metrics = Metrics()
+    metrics.observe_engine_job(audio_s=4.0, compute_s=1.0, queue_wait_s=0.5)
+    metrics.observe_engine_job(audio_s=2.0, compute_s=0.2, queue_wait_s=0.0)
     assert sample_value(metrics, "tts_rtf_count") == 2
     assert sample_value(metrics, "tts_rtf_bucket", le="0.1") == 1
     assert sample_value(metrics, "tts_rtf_bucket", le="0.25") == 2
     assert sample_value(metrics, "tts_rtf_last") == 0.1
+    assert sample_value(metrics, "tts_queue_wait_seconds_count") == 2
 
 
-def test_zero_audio_synthesis_records_duration_but_no_rtf() -> None:
+def test_engine_job_without_audio_records_no_rtf() -> None:
     metrics = Metrics()
-    metrics.observe_synthesis("/v1/tts", audio_s=0.0, synth_s=0.5)
-    assert sample_value(metrics, "tts_synthesis_duration_seconds_count", route="/v1/tts") == 1
+    metrics.observe_engine_job(audio_s=0.0, compute_s=0.5, queue_wait_s=0.1)
+    metrics.observe_engine_failure("worker_lost")
     assert sample_value(metrics, "tts_rtf_count") == 0
+    assert sample_value(metrics, "tts_engine_job_failures_total", cause="worker_lost") == 1
 
 
 def test_latency_buckets_span_5ms_to_30s() -> None:

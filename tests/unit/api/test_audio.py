@@ -11,12 +11,14 @@ import soundfile as sf
 
 from ishowttsd.api.audio import (
     STREAMING_SIZE_PLACEHOLDER,
+    VOICE_AUDIO_ERROR_KINDS,
     VoiceAudioError,
     pcm_seconds,
     pcm_to_wav,
     streaming_wav_header,
     validate_voice_audio,
 )
+from ishowttsd.api.errors import VOICE_AUDIO_ERRORS
 from ishowttsd.config import LimitsConfig
 
 LIMITS = LimitsConfig()  # min 1 s, max 15 s, 8 MiB
@@ -111,3 +113,7 @@ def test_streaming_header_has_placeholder_sizes_and_the_right_format() -> None:
 
 def test_pcm_seconds_counts_16bit_samples_at_24k() -> None:
     assert pcm_seconds(48_000) == 1.0
+
+
+def test_every_voice_audio_error_kind_has_an_http_mapping() -> None:
+    assert set(VOICE_AUDIO_ERROR_KINDS) == set(VOICE_AUDIO_ERRORS)

@@ -41,8 +41,10 @@ class EngineDouble:
     pieces: int = 3
     fail_with: Exception | None = None
     fail_after: int = 0
+    delay_s: float = 0.0
     requests: list[SynthesisRequest] = field(default_factory=list)
     closed: list[bool] = field(default_factory=list)
+    yielded: int = 0
 
     def is_ready(self) -> bool:
         return self.ready
@@ -57,8 +59,9 @@ class EngineDouble:
             for index in range(self.pieces):
                 if self.fail_with is not None and index == self.fail_after:
                     raise self.fail_with
-                await asyncio.sleep(0)
+                await asyncio.sleep(self.delay_s)
                 yield rng.integers(-3000, 3000, PIECE_SAMPLES, dtype="<i2").tobytes()
+                self.yielded += 1
         finally:
             self.closed.append(True)
 
@@ -212,6 +215,20 @@ async def test_failure_mid_stream_truncates_the_body(tmp_path: Path) -> None:
         assert (await client.get("/healthz")).status == 200  # the server carries on
 
 
+async def test_client_disconnect_mid_stream_ends_the_engine_job(tmp_path: Path) -> None:
+    engine = EngineDouble(pieces=200, delay_s=0.01)
+    async with TestClient(TestServer(create_app(make_deps(tmp_path, engine)))) as client:
+        response = await client.post("/v1/tts", json={"text": "a", "stream": True, "format": "pcm"})
+        assert len(await response.content.readexactly(PIECE_SAMPLES * 2)) == PIECE_SAMPLES * 2
+        response.close()
+        for _ in range(200):
+            if engine.closed:
+                break
+            await asyncio.sleep(0.01)
+        assert engine.closed == [True] and engine.yielded < 100  # stopped early, not run to the end
+        assert metrics_of(client).counters()["errors"] == {}  # the client's choice, not our failure
+
+
 # --- request validation --------------------------------------------------------------------------
 async def test_bad_json_is_400(client: TestClient) -> None:
     response = await client.post("/v1/tts", data=b"{oops", headers={"Content-Type": "application/json"})
@@ -361,9 +378,9 @@ async def test_metrics_route_exposes_the_app_registry(client: TestClient) -> Non
     text = await response.text()
     assert response.status == 200 and response.headers["Content-Type"].startswith("text/plain")
     assert 'tts_requests_total{route="/v1/tts",status="200"} 1.0' in text
-    assert (
-        "tts_rtf_count 1.0" in text and 'tts_time_to_first_audio_seconds_count{route="/v1/tts"} 1.0' in text
-    )
+    assert 'tts_synthesis_duration_seconds_count{route="/v1/tts"} 1.0' in text
+    assert 'tts_audio_seconds_total{route="/v1/tts"} 0.3' in text
+    assert 'tts_time_to_first_audio_seconds_count{route="/v1/tts"} 1.0' in text
 
 
 async def test_route_labels_use_patterns_not_paths(client: TestClient) -> None:

@@ -1,0 +1,88 @@
+"""Leak detector (R19, R25): the memory history of the current worker → decide.leak → recycle.
+
+Only samples of the worker now serving count (same pid): a fresh worker starts a fresh trend,
+whatever recycled or restarted the previous one. The recycle's reason starts with "leak", so
+the engine counts it as tts_engine_restarts_total{reason="leak"}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import structlog
+
+from ishowttsd.config import JobsConfig
+from ishowttsd.decide.leak import MIB, MemorySample, RecycleDecision, decide_recycle
+from ishowttsd.fsutil import read_jsonl
+from ishowttsd.jobs.context import JobContext, JobOutcome
+from ishowttsd.jobs.recycle import RECYCLE_STATUS, Recycler
+from ishowttsd.jobs.sampler import Sampler
+
+log = structlog.get_logger(__name__)
+MAX_MIN_SPAN_S = 600.0
+MIN_SAMPLES_FLOOR = 3
+
+
+def worker_history(records: Iterable[Mapping[str, Any]], pid: object) -> list[MemorySample]:
+    """Samples of worker `pid` that carry a memory reading (older workers and gaps left out)."""
+    samples = []
+    for record in records:
+        if record.get("worker_pid") == pid and isinstance(record.get("rss_bytes"), int):
+            try:
+                samples.append(MemorySample.from_mapping(record))
+            except (KeyError, TypeError, ValueError):
+                continue
+    return samples
+
+
+def trend_thresholds(jobs: JobsConfig) -> dict[str, float]:
+    """How much history a trend needs: half the window, spanning half its time (at most 10 min)."""
+    return {"min_samples": max(MIN_SAMPLES_FLOOR, jobs.leak_window // 2),
+            "min_span_s": min(MAX_MIN_SPAN_S, jobs.leak_window * jobs.sample_interval_s / 2)}
+
+
+def decide_for(history: list[MemorySample], jobs: JobsConfig, now_s: float,
+               since_s: float | None) -> RecycleDecision:
+    needs = trend_thresholds(jobs)
+    return decide_recycle(history, window=jobs.leak_window,
+                          slope_threshold_bytes_per_hour=jobs.leak_slope_mib_per_hour * MIB,
+                          rss_ceiling_bytes=jobs.rss_ceiling_mib * MIB, gpu_ceiling_bytes=jobs.gpu_ceiling_mib * MIB,
+                          min_samples=int(needs["min_samples"]), now_s=now_s, since_s=since_s,
+                          min_span_s=needs["min_span_s"])
+
+
+class LeakWatch:
+    """The leak job; keeps its last decision for the health report."""
+
+    def __init__(self, ctx: JobContext, sampler: Sampler, recycler: Recycler) -> None:
+        self.ctx, self.sampler, self.recycler = ctx, sampler, recycler
+        self.last_decision: RecycleDecision | None = None
+        self.last_recycle_s: float | None = None
+
+    async def run(self) -> JobOutcome:
+        info = self.ctx.engine.info()
+        if info.get("state") != "ready" or info.get("pid") is None:
+            return JobOutcome("skipped", f"engine {info.get('state')}: no trend to judge")
+        records = await asyncio.to_thread(read_jsonl, self.sampler.history_path)
+        now = self.ctx.clock()
+        decision = decide_for(worker_history(records, info["pid"]), self.ctx.get_config().jobs, now,
+                              self.last_recycle_s)
+        self.last_decision = decision
+        details = {"reason": decision.reason, "metric": decision.metric, "value": decision.value,
+                   "slope_mib_per_hour": _mib(decision.slope_bytes_per_hour)}
+        if not decision.recycle:
+            return JobOutcome("ok", decision.reason, details)
+        return await self._recycle(decision, details, now)
+
+    async def _recycle(self, decision: RecycleDecision, details: dict[str, Any], now: float) -> JobOutcome:
+        log.warning("leak_detected", reason=decision.reason, metric=decision.metric, value=decision.value)
+        ok, what = await self.recycler.recycle(f"leak ({decision.reason})")
+        if ok:
+            self.last_recycle_s = now
+        return JobOutcome(RECYCLE_STATUS[ok], f"leak: {what}", {**details, "recycled": ok})
+
+
+def _mib(value: float | None) -> float | None:
+    return None if value is None else round(value / MIB, 2)

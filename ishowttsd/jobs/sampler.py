@@ -1,0 +1,120 @@
+"""Sampler (R2, R7, R19): GPU + system + engine-worker memory → gauges and a bounded memory history.
+
+Every run appends one JSON line to log_dir/memory_history.jsonl (at most jobs.memory_history_max
+lines, rewritten atomically). The leak detector reads that file; so does an operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from ishowttsd.fsutil import append_jsonl_bounded
+from ishowttsd.hw.base import GpuSample, SystemSample
+from ishowttsd.jobs.context import JobContext, JobOutcome
+
+log = structlog.get_logger(__name__)
+MEMORY_HISTORY = "memory_history.jsonl"
+GIB = 1024**3
+
+
+def _total(values: Sequence[int | None]) -> int | None:
+    known = [value for value in values if value is not None]
+    return sum(known) if known else None
+
+
+def memory_record(now_s: float, gpus: Sequence[GpuSample], system: SystemSample,
+                  info: Mapping[str, Any]) -> dict[str, Any]:
+    """One memory history line (decide.leak.MemorySample reads timestamp_s, rss_bytes, gpu_*)."""
+    return {
+        "timestamp_s": round(now_s, 3),
+        "worker_pid": info.get("pid"),
+        "engine_state": info.get("state"),
+        "rss_bytes": info.get("worker_rss_bytes"),
+        "gpu_allocated_bytes": info.get("cuda_allocated_bytes") or 0,
+        "gpu_reserved_bytes": info.get("cuda_reserved_bytes") or 0,
+        "gpu_memory_used_bytes": _total([gpu.memory_used_bytes for gpu in gpus]),
+        "gpu_memory_total_bytes": _total([gpu.memory_total_bytes for gpu in gpus]),
+        "system_memory_used_bytes": system.memory_used_bytes,
+        "system_memory_available_bytes": system.memory_available_bytes,
+    }
+
+
+def max_temperature(gpus: Sequence[GpuSample]) -> float | None:
+    temps = [value for gpu in gpus for value in gpu.temperatures.values()]
+    return max(temps) if temps else None
+
+
+def summary_line(record: Mapping[str, Any], temp_c: float | None) -> str:
+    parts = [f"{name} {record[key] / GIB:.2f} GiB" for name, key in
+             (("worker rss", "rss_bytes"), ("gpu used", "gpu_memory_used_bytes"),
+              ("host used", "system_memory_used_bytes")) if record.get(key) is not None]
+    if temp_c is not None:
+        parts.append(f"gpu {temp_c:.0f}°C")
+    return ", ".join(parts) or "no readings"
+
+
+class Sampler:
+    """The sampler job; also the latest readings for the health job and the STATUS= line."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        self.ctx = ctx
+        self.gpus: list[GpuSample] = []
+        self.system: SystemSample | None = None
+        self._throttle_seen: dict[str, set[str]] = {}
+
+    @property
+    def history_path(self) -> Path:
+        return self.ctx.log_dir / MEMORY_HISTORY
+
+    def max_temp_c(self) -> float | None:
+        """For STATUS=: the hottest sensor of the last sample."""
+        return max_temperature(self.gpus)
+
+    async def read_hardware(self) -> tuple[list[GpuSample], SystemSample]:
+        backend = self.ctx.backend
+        self.gpus, self.system = await self.ctx.hw(lambda: (backend.sample(), backend.system_sample()))
+        return self.gpus, self.system
+
+    async def run(self) -> JobOutcome:
+        gpus, system = await self.read_hardware()
+        info = self.ctx.engine.info()
+        self._publish_gpus(gpus)
+        self._publish_worker(info)
+        record = memory_record(self.ctx.clock(), gpus, system, info)
+        limit = self.ctx.get_config().jobs.memory_history_max
+        await asyncio.to_thread(append_jsonl_bounded, self.history_path, record, limit)
+        missing = {gpu.device: gpu.missing for gpu in gpus if gpu.partial}
+        if system.partial:
+            missing["system"] = system.missing
+        return JobOutcome("ok", summary_line(record, self.max_temp_c()), {**record, "missing": missing})
+
+    def _publish_gpus(self, gpus: Sequence[GpuSample]) -> None:
+        for gpu in gpus:
+            self._publish_usage(gpu)
+            self.ctx.metrics.set_gpu_temperatures(gpu.device, gpu.temperatures)
+            self._publish_throttle(gpu)
+
+    def _publish_usage(self, gpu: GpuSample) -> None:
+        """Known values only: a gauge left at its last value beats a made-up 0."""
+        metrics = self.ctx.metrics
+        if gpu.utilization_percent is not None:
+            metrics.gpu_utilization.labels(device=gpu.device).set(gpu.utilization_percent)
+        if gpu.memory_used_bytes is not None:
+            metrics.gpu_memory_used.labels(device=gpu.device).set(gpu.memory_used_bytes)
+
+    def _publish_throttle(self, gpu: GpuSample) -> None:
+        """Active reasons 1; reasons seen before and now gone back to 0."""
+        seen = self._throttle_seen.setdefault(gpu.device, set())
+        seen.update(gpu.throttle_reasons)
+        self.ctx.metrics.set_gpu_throttle_reasons(gpu.device, {r: r in gpu.throttle_reasons for r in seen})
+
+    def _publish_worker(self, info: Mapping[str, Any]) -> None:
+        rss = info.get("worker_rss_bytes")
+        if isinstance(rss, int):
+            self.ctx.metrics.set_worker_memory(rss, int(info.get("cuda_allocated_bytes") or 0),
+                                               int(info.get("cuda_reserved_bytes") or 0))
