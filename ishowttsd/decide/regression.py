@@ -123,11 +123,9 @@ def check_benchmark(
     target_msgs = _target_messages(current, target_rtf)
     baseline = _baseline([_get(r, "rtf_mean") for r in comparable], baseline_runs)
     ratio = float(_get(current, "rtf_mean")) / baseline if baseline and baseline > 0 else None
-    if len(comparable) < min_history:
-        history_msgs: list[str] = []
-        note = [f"history not judged: {len(comparable)} comparable runs < {min_history} for {key}"]
-    else:
-        history_msgs, note = _metric_messages(current, comparable, tolerance, baseline_runs), []
+    enough = len(comparable) >= min_history
+    history_msgs = _metric_messages(current, comparable, tolerance, baseline_runs) if enough else []
+    note = [] if enough else [f"history not judged: {len(comparable)} comparable runs < {min_history}: {key}"]
     return RegressionReport(
         regressed=bool(target_msgs or history_msgs),
         against_target=bool(target_msgs),

@@ -17,6 +17,8 @@ _MAX_CHAR_BYTES = 4  # longest UTF-8 encoding of one character
 # f5-tts slows down very short texts: gen text under this many bytes is spoken at speed 0.3.
 SHORT_TEXT_BYTES = 10
 SHORT_TEXT_SPEED = 0.3
+# A group due within this many seconds is due now (no busy wake-ups for float crumbs).
+DUE_EPSILON_S = 1e-6
 
 
 # ---------------------------------------------------------------- text chunks
@@ -239,8 +241,9 @@ def plan_batches(
     oversized = [i.job_id for i in live if bucket_for(i.frames, buckets) is None]
     groups = _groups(live, buckets, max_batch)
     timing = [(g, _due_in(g, now_s, max_batch, window_s, deadline_margin_s)) for g in groups]
-    due = sorted((g for g, t in timing if t <= 0), key=lambda g: (g.items[0].arrived_s, g.items[0].job_id))
-    waits = [t for _, t in timing if t > 0]
+    due = [g for g, t in timing if t <= DUE_EPSILON_S]
+    due.sort(key=lambda g: (g.items[0].arrived_s, g.items[0].job_id))
+    waits = [t for _, t in timing if t > DUE_EPSILON_S]
     return BatchPlan(
         batches=[Batch(g.bucket, g.nfe, tuple(i.job_id for i in g.items)) for g in due],
         expired=expired,

@@ -61,6 +61,7 @@ from ishowttsd.hw.system import parse_meminfo, system_sampler_for
 EMC_RATE = "sys/kernel/debug/bpmp/debug/clk/emc/rate"  # Hz; debugfs, readable by root only
 EMC_MAX_RATE = "sys/kernel/debug/bpmp/debug/clk/emc/max_rate"
 READ_ERRORS = (SysfsError, KeyError, ValueError)
+NEEDS_ROOT = "Permission denied (clock locking needs root)"
 MEMORY_FIELDS = ("memory_used_bytes", "memory_total_bytes")
 
 
@@ -132,8 +133,15 @@ class JetsonBackend:
     def _devfreq(self) -> DevfreqState:
         return read_devfreq(self._sysfs, self._node)
 
+    def _require_root_access(self) -> None:
+        """Fail before any side effect (record, tools) when the devfreq knobs are not writable."""
+        for knob in (f"{self._node}/min_freq", f"{self._node}/max_freq"):
+            if self._sysfs.exists(knob) and not self._sysfs.writable(knob):
+                raise SysfsPermissionDenied(self._sysfs.path(knob), NEEDS_ROOT)
+
     def lock_clocks(self) -> ClockResult:
         try:
+            self._require_root_access()
             return self._lock()
         except (SysfsError, OSError, ValueError) as exc:
             return _failure("lock", exc)
@@ -210,6 +218,7 @@ class JetsonBackend:
 
     def restore_clocks(self) -> ClockResult:
         try:
+            self._require_root_access()
             return self._restore()
         except (SysfsError, OSError, ValueError) as exc:
             return _failure("restore", exc)

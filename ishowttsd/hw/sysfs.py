@@ -101,6 +101,10 @@ class Sysfs:
     def exists(self, relative: str) -> bool:
         return self.path(relative).exists()
 
+    def writable(self, relative: str) -> bool:
+        """Whether this process (its effective uid) may write the attribute."""
+        return os.access(self.path(relative), os.W_OK, effective_ids=True)
+
     def is_dir(self, relative: str) -> bool:
         return self.path(relative).is_dir()
 

@@ -56,8 +56,9 @@ def archive_reports(log_dir: Path, now_s: float, tz: dt.tzinfo) -> list[str]:
     """Move health reports last written before this month into their month's archive folder."""
     reports = log_dir / HEALTH_DIR
     age_days = (now_s - month_start_s(now_s, tz)) / SECONDS_PER_DAY
+    plan = plan_archive(_entries(reports, REPORT_NAME), now_s, archive_after_days=age_days, tz=tz)
     moved = []
-    for name, month in plan_archive(_entries(reports, REPORT_NAME), now_s, archive_after_days=age_days, tz=tz):
+    for name, month in plan:
         target = log_dir / ARCHIVE_DIR / month / f"health-{name}"
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(reports / name, target)
@@ -82,7 +83,9 @@ def snapshot_histories(log_dir: Path, now_s: float, tz: dt.tzinfo) -> list[str]:
 
 def _archived(log_dir: Path) -> list[tuple[str, float]]:
     root = log_dir / ARCHIVE_DIR
-    months = [d for d in root.iterdir() if d.is_dir() and MONTH_NAME.fullmatch(d.name)] if root.is_dir() else []
+    if not root.is_dir():
+        return []
+    months = [d for d in root.iterdir() if d.is_dir() and MONTH_NAME.fullmatch(d.name)]
     return [(str(d / name), mtime) for d in months for name, mtime, _ in _entries(d, ARCHIVED_NAME)]
 
 
@@ -98,7 +101,8 @@ def delete_expired(log_dir: Path, now_s: float, retention_days: int) -> list[str
 
 
 def maintain(log_dir: Path, now_s: float, retention_days: int, tz: dt.tzinfo) -> dict[str, Any]:
-    return {"archived": archive_reports(log_dir, now_s, tz), "snapshots": snapshot_histories(log_dir, now_s, tz),
+    return {"archived": archive_reports(log_dir, now_s, tz),
+            "snapshots": snapshot_histories(log_dir, now_s, tz),
             "deleted": delete_expired(log_dir, now_s, retention_days)}
 
 

@@ -19,7 +19,8 @@ log = structlog.get_logger(__name__)
 NO_CONFIG_FILE = "no config file: the daemon runs on built-in defaults, nothing to back up"
 
 
-def backup_if_changed(store: ConfigStore, reason: str) -> tuple[BackupInfo | None, BackupInfo | None, list[str]]:
+def backup_if_changed(store: ConfigStore,
+                      reason: str) -> tuple[BackupInfo | None, BackupInfo | None, list[str]]:
     """(new backup or None, newest existing backup, pruned ids); copies only when the content changed."""
     current = hashlib.sha256(store.config_path.read_bytes()).hexdigest()
     backups = store.list_backups()

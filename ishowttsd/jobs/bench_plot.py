@@ -40,7 +40,8 @@ def render_history_png(history: Sequence[Mapping[str, Any]], target_rtf: float) 
     for label, runs in _series(history).items():
         axes.plot([_when(r) for r in runs], [float(r["rtf_mean"]) for r in runs], marker="o", label=label)
         bad = [r for r in runs if r.get("regression")]
-        axes.scatter([_when(r) for r in bad], [float(r["rtf_mean"]) for r in bad], marker="x", s=80, color="red")
+        axes.scatter([_when(r) for r in bad], [float(r["rtf_mean"]) for r in bad], marker="x", s=80,
+                     color="red")
     axes.axhline(target_rtf, linestyle="--", color="grey", label=f"target rtf {target_rtf:g}")
     axes.set(title="ishowttsd benchmark history", ylabel="mean RTF (lower is better)")
     axes.legend(fontsize="small")

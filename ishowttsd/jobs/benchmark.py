@@ -67,8 +67,8 @@ def judge(rows: Sequence[dict[str, Any]], history: Sequence[Mapping[str, Any]], 
     verdicts = []
     for row in rows:
         report = check_benchmark(row, history, target_for(row, engine_nfe, rtf_target))
-        verdicts.append(Verdict({**row, "regression": report.regressed, "regression_messages": report.messages},
-                                report))
+        judged = {**row, "regression": report.regressed, "regression_messages": report.messages}
+        verdicts.append(Verdict(judged, report))
     return verdicts
 
 
@@ -96,7 +96,8 @@ class BenchmarkJob:
         verdicts, plot = await asyncio.to_thread(self._record, rows, cfg.engine.nfe, cfg.jobs.rtf_target)
         return self._outcome(kind, verdicts, plot)
 
-    def _record(self, rows: list[dict[str, Any]], engine_nfe: int, target: float) -> tuple[list[Verdict], str]:
+    def _record(self, rows: list[dict[str, Any]], engine_nfe: int,
+                target: float) -> tuple[list[Verdict], str]:
         """Judge, append to the history and redraw the plot (runs in a worker thread)."""
         history = read_jsonl(self.history_path)
         verdicts = judge(rows, history, engine_nfe, target)
@@ -117,7 +118,8 @@ class BenchmarkJob:
         problems = [f"nfe {v.row['nfe']}: " + "; ".join(v.report.messages) for v in bad]
         set_degraded(self.ctx.status_sources, kind, f"regression: {problems[0]}" if problems else None)
         for verdict in bad:
-            log.error("benchmark_regression", kind=kind, nfe=verdict.row["nfe"], messages=verdict.report.messages)
+            log.error("benchmark_regression", kind=kind, nfe=verdict.row["nfe"],
+                      messages=verdict.report.messages)
         if problems:
             return JobOutcome("flagged", "regression: " + " | ".join(problems), details)
         means = ", ".join(f"nfe {v.row['nfe']} rtf {float(v.row['rtf_mean']):.3f}" for v in verdicts)

@@ -1,4 +1,5 @@
-"""Clock lock (R1, R5, R35): lock before READY, read back every few minutes, re-apply on drift, restore on stop.
+"""Clock lock (R1, R5, R35): lock before READY, read back every few minutes, re-apply on drift,
+restore on stop.
 
 The daemon runs unprivileged; the root helper (ExecStartPre=+ ... clockhelper lock) normally
 locks before the daemon starts, and ExecStopPost=+ restores. So: verify first, apply only when
@@ -13,7 +14,13 @@ from typing import Any
 
 import structlog
 
-from ishowttsd.decide.drift import ClockDecision, ClockTrackState, DriftReport, detect_clock_drift, next_action
+from ishowttsd.decide.drift import (
+    ClockDecision,
+    ClockTrackState,
+    DriftReport,
+    detect_clock_drift,
+    next_action,
+)
 from ishowttsd.hw.base import ClockResult, ClockState
 from ishowttsd.jobs.context import JobContext, JobOutcome, set_degraded
 
@@ -141,8 +148,11 @@ class ClockKeeper:
                     drift_count=decision.state.drift_count, action=decision.action)
 
     async def _in_lock(self, decision: ClockDecision, state: ClockState) -> JobOutcome:
-        if state.locked is not False:
-            set_degraded(self.ctx.status_sources, DEGRADED_KEY, None)
+        """No action: either in lock (or cannot tell), or still lost after giving up."""
+        if state.locked is False:
+            return JobOutcome("flagged", f"clocks not locked: {decision.reason}",
+                              {"locked": False, "drift_count": self.track.drift_count})
+        set_degraded(self.ctx.status_sources, DEGRADED_KEY, None)
         status = "skipped" if not_applicable(state) else "ok"
         return JobOutcome(status, state.reason or decision.reason, {"locked": state.locked})
 

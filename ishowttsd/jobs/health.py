@@ -140,8 +140,9 @@ class HealthCheck:
         report.update(self._stamp(jobs))
         self._publish_rtf(report["rtf"]["breach"], report["diagnosis"]["causes"])
         path = await asyncio.to_thread(self._write, report)
-        (log.info if report["ok"] else log.warning)("health_report", ok=report["ok"], problems=report["problems"],
-                                                    actions=report["actions_taken"], path=str(path))
+        emit = log.info if report["ok"] else log.warning
+        emit("health_report", ok=report["ok"], problems=report["problems"], actions=report["actions_taken"],
+             path=str(path))
         summary = "all good" if report["ok"] else "; ".join(report["problems"])
         return JobOutcome("ok" if report["ok"] else "flagged", summary, report)
 
@@ -171,7 +172,8 @@ class HealthCheck:
             return JobOutcome("ok", f"rtf p95 {rtf_p95:.3f} within {inputs.rtf_target:.3f} ({jobs} jobs)")
         taken = await self._act(list(diagnosis.actions), "rtf watch")
         log.warning("rtf_breach", causes=diagnosis.causes, actions=taken)
-        return JobOutcome("flagged", "; ".join(diagnosis.causes), {"causes": diagnosis.causes, "actions": taken})
+        details = {"causes": diagnosis.causes, "actions": taken}
+        return JobOutcome("flagged", "; ".join(diagnosis.causes), details)
 
     def _publish_rtf(self, breach: bool, causes: list[str]) -> None:
         set_degraded(self.ctx.status_sources, DEGRADED_KEY, causes[0] if breach and causes else None)
@@ -182,7 +184,8 @@ class HealthCheck:
             return []
         now = self.ctx.clock()
         if self._last_action_s is not None and now - self._last_action_s < ACT_COOLDOWN_S:
-            wait = f"not acted: last action {now - self._last_action_s:.0f} s ago (cooldown {ACT_COOLDOWN_S:.0f} s)"
+            ago = now - self._last_action_s
+            wait = f"not acted: last action {ago:.0f} s ago (cooldown {ACT_COOLDOWN_S:.0f} s)"
             return [{"action": action, "result": wait} for action in actions]
         self._last_action_s = now
         return [{"action": action, "result": await ACTIONS[action](self, why)} for action in actions]

@@ -48,7 +48,8 @@ def decide_for(history: list[MemorySample], jobs: JobsConfig, now_s: float,
     needs = trend_thresholds(jobs)
     return decide_recycle(history, window=jobs.leak_window,
                           slope_threshold_bytes_per_hour=jobs.leak_slope_mib_per_hour * MIB,
-                          rss_ceiling_bytes=jobs.rss_ceiling_mib * MIB, gpu_ceiling_bytes=jobs.gpu_ceiling_mib * MIB,
+                          rss_ceiling_bytes=jobs.rss_ceiling_mib * MIB,
+                          gpu_ceiling_bytes=jobs.gpu_ceiling_mib * MIB,
                           min_samples=int(needs["min_samples"]), now_s=now_s, since_s=since_s,
                           min_span_s=needs["min_span_s"])
 

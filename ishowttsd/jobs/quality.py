@@ -63,4 +63,5 @@ class QualityJob:
             log.error("quality_flagged", flagged=flagged, remedy=REMEDY)
             return JobOutcome("flagged", "; ".join(flagged) + f" — {REMEDY}", record)
         log.info("quality_checked", comparisons=[row["message"] for row in rows])
-        return JobOutcome("ok", "; ".join(f"{row.get('name', '?')}: {row['message']}" for row in rows), record)
+        summary = "; ".join(f"{row.get('name', '?')}: {row['message']}" for row in rows)
+        return JobOutcome("ok", summary, record)

@@ -54,7 +54,8 @@ def can_overlap(picture: MemoryPicture) -> tuple[bool, str]:
     if fits is None:
         return False, "gpu memory unknown: draining first"
     if not fits:
-        return False, f"gpu memory: {picture.gpu_free} B free <= worker reserved {picture.worker_gpu_reserved} B"
+        free, reserved = picture.gpu_free, picture.worker_gpu_reserved
+        return False, f"gpu memory: {free} B free, not enough beside worker reserved {reserved} B"
     return True, "gpu memory allows two workers"
 
 

@@ -63,23 +63,28 @@ def daily(at_key: str, jitter_key: str | None = None) -> Schedule:
         return CronTrigger(**_hour_minute(at), jitter=jitter or None) if at else None
 
     keys = (at_key, jitter_key) if jitter_key else (at_key,)
-    return Schedule(keys, build, lambda jobs: f"daily {getattr(jobs, at_key)}" if getattr(jobs, at_key) else "off")
+    return Schedule(keys, build, lambda jobs: f"daily {getattr(jobs, at_key) or 'off'}")
 
 
 def daily_fixed(at: str) -> Schedule:
     return Schedule((), lambda jobs: CronTrigger(**_hour_minute(at)), lambda jobs: f"daily {at}")
 
 
+def _on_day(field: str, day_key: str, at_key: str, text: str) -> Schedule:
+    """Cron on a day (`field` = day_of_week or day) from jobs.<day_key>, at jobs.<at_key>."""
+    def build(jobs: JobsConfig) -> BaseTrigger:
+        return CronTrigger(**{field: getattr(jobs, day_key)}, **_hour_minute(getattr(jobs, at_key)))
+
+    return Schedule((day_key, at_key), build,
+                    lambda jobs: f"{text} {getattr(jobs, day_key)} {getattr(jobs, at_key)}")
+
+
 def weekly(day_key: str, at_key: str) -> Schedule:
-    return Schedule((day_key, at_key),
-                    lambda jobs: CronTrigger(day_of_week=getattr(jobs, day_key), **_hour_minute(getattr(jobs, at_key))),
-                    lambda jobs: f"weekly {getattr(jobs, day_key)} {getattr(jobs, at_key)}")
+    return _on_day("day_of_week", day_key, at_key, "weekly")
 
 
 def monthly(day_key: str, at_key: str) -> Schedule:
-    return Schedule((day_key, at_key),
-                    lambda jobs: CronTrigger(day=getattr(jobs, day_key), **_hour_minute(getattr(jobs, at_key))),
-                    lambda jobs: f"monthly day {getattr(jobs, day_key)} {getattr(jobs, at_key)}")
+    return _on_day("day", day_key, at_key, "monthly day")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,8 @@ NETWORK_HINTS = ("NewConnectionError", "Failed to establish", "Could not fetch U
                  "ProxyError", "SSLError", "Network is unreachable", "ConnectTimeoutError")
 NOTES = {"torch": "install the build for this box (CUDA, or NVIDIA's Jetson wheels), never a plain "
                   "`pip install --upgrade torch`; test before production",
-         "torchaudio": "must match the torch build", "f5-tts": "test synthesis quality and RTF before upgrading"}
+         "torchaudio": "must match the torch build",
+         "f5-tts": "test synthesis quality and RTF before upgrading"}
 CommandRunner = Callable[[Sequence[str], float], subprocess.CompletedProcess[str]]
 
 
@@ -96,7 +97,8 @@ def interpret(name: str, installed: str | None, proc: subprocess.CompletedProces
     if latest is None:
         return {**row, "error": _last_line(proc.stderr) or f"pip exited {proc.returncode}"}
     outdated = installed is not None and _version_key(latest) > _version_key(installed)
-    return {**row, "latest": str(latest), "outdated": outdated, "note": NOTES.get(name, "") if outdated else ""}
+    note = NOTES.get(name, "") if outdated else ""
+    return {**row, "latest": str(latest), "outdated": outdated, "note": note}
 
 
 def _last_line(text: str) -> str:

@@ -31,6 +31,13 @@ BOOT_TIMEOUT_S = 30.0
 EXIT_TIMEOUT_S = 15.0
 
 
+class CommandFailed(subprocess.CalledProcessError):
+    """A command inside the instance failed; its message carries the command's output."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n--- stdout:\n{self.stdout[-3000:]}\n--- stderr:\n{self.stderr[-3000:]}"
+
+
 class LeftoverError(AssertionError):
     """Something of a torn-down instance is still on the host."""
 
@@ -90,8 +97,11 @@ class SystemdInstance:
             input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run argv as root inside the instance (all its namespaces, its root and cwd)."""
         command = ["nsenter", "-t", str(self.pid), "-a", *argv]
-        return subprocess.run(command, capture_output=True, text=True, check=check, timeout=timeout,
-                              input=input, env=NS_ENV)
+        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout,
+                                input=input, env=NS_ENV)
+        if check and result.returncode != 0:
+            raise CommandFailed(result.returncode, list(argv), result.stdout, result.stderr)
+        return result
 
     def run_as(self, user: str, *argv: str, check: bool = True,
                timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

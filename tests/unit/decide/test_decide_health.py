@@ -42,7 +42,7 @@ def test_no_breach_no_causes_no_actions(rtf: float | None) -> None:
         ({}, "no known cause", ["recycle"]),
     ],
 )
-def test_each_cause_and_its_actions(changes: dict, cause: str, actions: list[str]) -> None:
+def test_each_cause_and_its_actions(changes: dict[str, object], cause: str, actions: list[str]) -> None:
     diagnosis = diagnose(**changes)
     assert diagnosis.breach
     assert diagnosis.causes[0] == "rtf p95 0.500 above target 0.300"
@@ -131,7 +131,9 @@ def test_daily_report_reports_throttling_even_without_breach() -> None:
     st.integers(0, 10_000),
     st.one_of(st.none(), st.floats(min_value=0, max_value=2)),
 )
-def test_daily_report_is_json_and_ok_means_no_problems(failures: dict, total: int, rtf: float | None) -> None:
+def test_daily_report_is_json_and_ok_means_no_problems(
+    failures: dict[str, int], total: int, rtf: float | None
+) -> None:
     report = daily_report(HealthInputs(rtf_p95=rtf, rtf_target=0.3, clock_state_locked=True,
                                        compile_state="compiled", requests_total=total,
                                        failures_by_cause=failures))  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -68,7 +69,7 @@ ROWS = [
 
 
 @pytest.mark.parametrize(("kwargs", "pets", "action", "words"), ROWS)
-def test_rule_table(kwargs: dict, pets: bool, action: str, words: str) -> None:
+def test_rule_table(kwargs: dict[str, Any], pets: bool, action: str, words: str) -> None:
     decision = pet(**kwargs)
     assert (decision.pet, decision.action) == (pets, action)
     assert words in decision.reason
@@ -111,7 +112,7 @@ COMBINATIONS = list(
 
 
 def test_every_combination_matches_the_specification() -> None:
-    mismatches = []
+    mismatches: list[tuple[tuple[Any, ...], PetDecision]] = []
     for combo in COMBINATIONS:
         decision = pet(*combo)
         if (decision.pet, decision.action) != expected(*combo) or not decision.reason:

@@ -123,7 +123,9 @@ sentences = st.tuples(st.lists(words, min_size=1, max_size=6), st.sampled_from(l
 
 
 @given(st.lists(sentences, min_size=1, max_size=12), st.integers(8, 200))
-def test_same_chunks_as_f5_tts_when_every_sentence_fits(parts: list, max_bytes: int) -> None:
+def test_same_chunks_as_f5_tts_when_every_sentence_fits(
+    parts: list[tuple[list[str], str]], max_bytes: int
+) -> None:
     rendered = [" ".join(ws) + punct for ws, punct in parts]
     assume(all(nbytes(s) <= max_bytes for s in rendered))
     text = "".join(s + (" " if nbytes(s[-1]) == 1 else "") for s in rendered).strip()
@@ -304,9 +306,11 @@ def test_simulated_queue_dispatches_everyone_within_the_window(
 ) -> None:
     items = sorted((PendingItem(n, nfe, frames, t) for n, (t, frames, nfe) in enumerate(arrivals)),
                    key=lambda i: i.arrived_s)  # fmt: skip
-    now, queue, sent_at = 0.0, [], {}
+    now, queue, sent_at = 0.0, list[PendingItem](), dict[int, float]()
     future = list(items)
-    while future or queue:
+    for _ in range(10_000):  # bounded: a planner that never advances time fails instead of hanging
+        if not (future or queue):
+            break
         queue += [i for i in future if i.arrived_s <= now]
         future = [i for i in future if i.arrived_s > now]
         plan = plan_batches(queue, now, max_batch=max_batch, window_s=window, buckets=BUCKETS)

@@ -275,19 +275,25 @@ def test_devfreq_write_permission_denied_is_a_clear_result(open_dir: Path) -> No
     with unprivileged():
         result = backend.lock_clocks()
         state = backend.verify_clocks()
+        restore = backend.restore_clocks()
+    assert not restore.ok and restore.permission_denied
     assert not result.ok and result.permission_denied
-    assert "Permission denied" in result.message and "min_freq" in result.message
+    assert "Permission denied (clock locking needs root)" in result.message and "min_freq" in result.message
     assert board.knob("min_freq") == 114750000
+    assert not (board.state_dir / "jetson-clock-lock.json").exists()  # no side effect before failing
     assert state.locked is False and state.details["target_hz"] == 1377000000
 
 
 def test_unwritable_state_dir_is_permission_denied(open_dir: Path) -> None:
     board = make_board(open_dir, "xavier", tools=False)
+    for knob in ("min_freq", "max_freq"):
+        (board.root / board.node / knob).chmod(0o666)
     board.state_dir.mkdir(mode=0o755)
     backend = board.backend()
     with unprivileged():
         result = backend.lock_clocks()
     assert not result.ok and result.permission_denied and board.knob("min_freq") == 114750000
+    assert "jetson-clock-lock.json" in result.message
 
 
 def test_corrupt_record_fails_lock_cleanly_and_verify_uses_highest(orin: Board) -> None:
@@ -299,7 +305,10 @@ def test_corrupt_record_fails_lock_cleanly_and_verify_uses_highest(orin: Board) 
     assert backend.verify_clocks().details["target_hz"] == 1300500000
 
 
-def test_unreadable_devfreq_verifies_as_unknown(orin: Board) -> None:
+def test_unreadable_devfreq_verifies_as_unknown_and_cannot_lock(orin: Board) -> None:
     (orin.root / orin.node / "min_freq").unlink()
-    state = orin.backend().verify_clocks()
+    backend = orin.backend()
+    state = backend.verify_clocks()
     assert state.locked is None and "cannot read GPU devfreq" in state.reason
+    result = backend.lock_clocks()
+    assert not result.ok and not result.permission_denied and "No such file" in result.message
