@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 PACKAGE = "ishowttsd"
 SKIPPED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")

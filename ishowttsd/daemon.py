@@ -19,6 +19,7 @@ import structlog
 from aiohttp import web
 
 from ishowttsd import __version__
+from ishowttsd.api.app import AppDeps, create_app
 from ishowttsd.config import DEFAULT_CONFIG_PATH, Config, ConfigError, apply_overrides, load_config
 from ishowttsd.daemon_parts import (
     BootProgress,
@@ -26,11 +27,9 @@ from ishowttsd.daemon_parts import (
     build_engine,
     build_supervisor,
     build_voices,
-    canary_request,
     open_unix_site,
     remove_socket,
 )
-from ishowttsd.api.app import AppDeps, create_app
 from ishowttsd.faults import fault_routes
 from ishowttsd.logging_setup import configure_logging
 from ishowttsd.metrics import Metrics

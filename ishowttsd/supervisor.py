@@ -76,7 +76,7 @@ class Supervisor:
         try:
             async for _ in self.engine.synthesize(self.canary_request()):
                 pass
-        except Exception as exc:  # noqa: BLE001 - any failure is a failed canary
+        except Exception as exc:
             self.canary_error = f"{type(exc).__name__}: {exc}"
             log.warning("canary_failed", error=self.canary_error)
             return False

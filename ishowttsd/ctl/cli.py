@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, TextIO
 
 from ishowttsd.config import ConfigError, load_config
 from ishowttsd.ctl.client import DaemonClient, DaemonDown, DaemonError
+from ishowttsd.ctl.wait_cmd import run_wait, wait_arguments
 from ishowttsd.fsutil import atomic_write_bytes
 
 DEFAULT_SOCKET = "/run/ishowttsd/ishowttsd.sock"
@@ -204,6 +205,7 @@ def file_argument(parser: argparse.ArgumentParser) -> None:
 COMMANDS: tuple[Command, ...] = (
     Command("status", "summary of the daemon's state", run_status, status_arguments),
     Command("say", "synthesise TEXT into a file", run_say, say_arguments),
+    Command("wait", "wait until the daemon is ready", run_wait, wait_arguments),
     Command("voices", "manage reference voices", children=(
         Command("list", "list voices", run_voices_list),
         Command("add", "add or replace a voice", run_voices_add, voices_add_arguments),

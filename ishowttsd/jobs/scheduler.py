@@ -145,8 +145,9 @@ class JobRunner:
                 self._failed(job_id, exc, attempt, started, time.monotonic() - clock_start)
             else:
                 self._finished(job_id, outcome, started, time.monotonic() - clock_start)
+            view = {**self.describe(job_id, details=details), "running": False}  # this run, before any retry
         await self._persist()
-        return self.describe(job_id, details=details)
+        return view
 
     def _finished(self, job_id: str, outcome: JobOutcome, started: float, duration_s: float) -> None:
         self.records.finished(job_id, started, duration_s, outcome)

@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from daemon_harness import DaemonProcess, write_config  # noqa: E402
+from daemon_harness import DaemonProcess, write_config
 
 
 @pytest.fixture(scope="session")

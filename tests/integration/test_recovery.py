@@ -77,7 +77,8 @@ def test_fault_route_does_not_exist_by_default(fresh_daemon: DaemonProcess) -> N
 
 
 def test_boot_failure_is_reported_and_not_retried(tmp_path: Path, models_dir: Path) -> None:
-    from daemon_harness import DaemonProcess as Proc, write_config
+    from daemon_harness import DaemonProcess as Proc
+    from daemon_harness import write_config
 
     bogus = tmp_path / "missing.pt"
     config = write_config(tmp_path, models_dir, engine={"model": str(bogus)})

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 from harness import SystemdInstance
-from syscgroup import UNIFIED_ROOT
 from sysboot import InstanceSpec
+from syscgroup import UNIFIED_ROOT
 from sysdaemon import daemon_config, provision
 from syshoststate import HostSnapshot, differences
 from sysunits import render_service_unit, untraversable_dirs

@@ -22,8 +22,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from syscgroup import CgroupLeaf
 from sysboot import INSIDE_HARNESS, NS_PATH, InstanceSpec, boot_script, launcher_argv, prepare_layers
+from syscgroup import CgroupLeaf
 from sysunits import write_unit_dir
 
 NS_ENV = {"PATH": NS_PATH, "LANG": "C.UTF-8", "SYSTEMD_COLORS": "0", "SYSTEMD_PAGER": ""}
@@ -45,8 +45,10 @@ class LeftoverError(AssertionError):
 class SystemdInstance:
     """Boots on __enter__ (or start()), tears down on __exit__ (or stop())."""
 
-    def __init__(self, spec: InstanceSpec, base: Path = Path("/tmp")) -> None:
+    def __init__(self, spec: InstanceSpec, base: Path = Path("/tmp"),
+                 exit_timeout: float = EXIT_TIMEOUT_S) -> None:
         self.spec = spec
+        self.exit_timeout = exit_timeout
         self.name = uuid.uuid4().hex[:12]
         self.work = Path(tempfile.mkdtemp(prefix=f"ishowttsd-systest-{self.name}-", dir=base))
         self.cgroup = CgroupLeaf(self.name)
@@ -201,11 +203,15 @@ class SystemdInstance:
 
     def _exit_systemd(self) -> None:
         assert self._launcher is not None
-        self.run("systemctl", "exit", "0", check=False, timeout=EXIT_TIMEOUT_S)
+        if self.pid:
+            self.run("systemctl", "exit", "0", check=False, timeout=EXIT_TIMEOUT_S)
         try:
-            self._launcher.wait(timeout=EXIT_TIMEOUT_S)
+            self._launcher.wait(timeout=self.exit_timeout)
         except subprocess.TimeoutExpired:
-            os.kill(self.pid, signal.SIGKILL)
+            # Killing the namespace's PID 1 kills everything in it; unshare (the launcher) then
+            # reaps it and exits. Only after that may cgroup.kill run, or PID 1 is left a zombie.
+            os.kill(self.pid or self._launcher.pid, signal.SIGKILL)
+            self._launcher.wait(timeout=EXIT_TIMEOUT_S)
 
     def _check_no_leftovers(self) -> None:
         problems = []

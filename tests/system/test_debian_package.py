@@ -21,6 +21,7 @@ pytestmark = pytest.mark.system
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT_PATH = "/lib/systemd/system/ishowttsd.service"
+VENV = "/opt/ishowttsd/venv"
 CONFFILES = {"/etc/ishowttsd/ishowttsd.toml", "/etc/logrotate.d/ishowttsd"}
 ACCOUNT_FILES = ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow")
 
@@ -67,8 +68,9 @@ def test_package_ships_the_unit_and_conffiles_but_no_python_library_dependencies
     assert depends == {"adduser", "python3-venv", "python3:any"}
     assert deb_field(deb, "Architecture") == "all"
     assert set(conffiles) == CONFFILES
-    for path in (UNIT_PATH, "/usr/lib/tmpfiles.d/ishowttsd.conf", "/usr/sbin/ishowttsd-setup-venv",
-                 "/usr/lib/ishowttsd/ishowttsd/daemon.py", "/usr/lib/ishowttsd/ishowttsd-0.1.0.dist-info/METADATA"):
+    shipped = (UNIT_PATH, "/usr/lib/tmpfiles.d/ishowttsd.conf", "/usr/sbin/ishowttsd-setup-venv",
+               "/usr/lib/ishowttsd/ishowttsd/daemon.py", "/usr/lib/ishowttsd/ishowttsd-0.1.0.dist-info/METADATA")
+    for path in shipped:
         assert f".{path}\n" in contents, path
 
 
@@ -95,11 +97,12 @@ def install_and_set_up(sd: SystemdInstance, deb: Path, site_packages: Path) -> N
     sd.run("dpkg", "-i", str(sd.share(deb)), timeout=180)
     assert (sd.show(SERVICE, "ConditionResult"), sd.show(SERVICE, "ActiveState")) == ("no", "inactive"), \
         "postinst's start should be skipped until the venv exists"
-    sd.run("ishowttsd-setup-venv", "--flavour", "cpu", "--offline", "--reuse-site-packages", str(site_packages),
-           timeout=300)
+    sd.run("ishowttsd-setup-venv", "--flavour", "cpu", "--offline",
+           "--reuse-site-packages", str(site_packages), timeout=300)
     sd.write_file(CONFIG, daemon_config())
     if home_protection([site_packages]) != "yes":  # only when this checkout lives in a home directory
-        sd.write_file(f"/etc/systemd/system/{SERVICE}.service.d/50-test.conf", "[Service]\nProtectHome=read-only\n")
+        dropin = f"/etc/systemd/system/{SERVICE}.service.d/50-test.conf"
+        sd.write_file(dropin, "[Service]\nProtectHome=read-only\n")
         sd.daemon_reload()
 
 
@@ -122,9 +125,9 @@ def install_and_purge(sd: SystemdInstance, deb: Path, reused_site_packages: Path
     install_and_set_up(sd, deb, reused_site_packages)
     wants = sd.path(f"/etc/systemd/system/multi-user.target.wants/{SERVICE}.service")
     assert str(wants.readlink()) == UNIT_PATH, "not enabled at installation"
-    assert sd.run("stat", "-c", "%U %a", "/var/lib/ishowttsd", "/var/log/ishowttsd").stdout.split("\n")[:2] == [
-        f"{SERVICE_USER} 750"] * 2
-    code_path = sd.run("/opt/ishowttsd/venv/bin/python3", "-I", "-c", "import ishowttsd; print(ishowttsd.__file__)")
+    owners = sd.run("stat", "-c", "%U %a", "/var/lib/ishowttsd", "/var/log/ishowttsd").stdout.split("\n")
+    assert owners[:2] == [f"{SERVICE_USER} 750"] * 2
+    code_path = sd.run(f"{VENV}/bin/python3", "-I", "-c", "import ishowttsd; print(ishowttsd.__file__)")
     assert code_path.stdout.strip() == "/usr/lib/ishowttsd/ishowttsd/__init__.py"
     start_and_wait(sd)
     assert synthesize(sd, "Installed from the Debian package.", user=SERVICE_USER)[:2] == (200, "audio/wav")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import re
 import time
-import tomllib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,8 @@ import pytest
 from harness import SystemdInstance
 from sysboot import InstanceSpec
 from sysdaemon import SERVICE_USER, STATE_DIR
+
+from ishowttsd.config import load_config
 
 pytestmark = pytest.mark.system
 
@@ -103,7 +104,7 @@ def test_empty_or_missing_files_are_left_alone(log_instance: SystemdInstance) ->
 
 def test_retention_matches_the_daemons_artefact_retention() -> None:
     rules = (REPO / "logrotate" / "ishowttsd").read_text()
-    days = tomllib.loads((REPO / "config" / "ishowttsd.toml").read_text())["jobs"]["artefact_retention_days"]
+    days = load_config(REPO / "config" / "ishowttsd.toml").jobs.artefact_retention_days
     directives = dict(re.findall(r"^\s*(rotate|maxage)\s+(\d+)\s*$", rules, re.MULTILINE))
     assert re.search(r"^\s*weekly\s*$", rules, re.MULTILINE)
     assert int(directives["maxage"]) == days

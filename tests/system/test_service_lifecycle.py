@@ -52,7 +52,7 @@ def test_ready_only_once_the_engine_answers(ishowttsd_instance: SystemdInstance)
     assert statuses - {""}, "no STATUS= while activating"
     assert sd.show(SERVICE, "StatusText").startswith("serving")
     journal = entries(sd, SERVICE)
-    engine_ready = first_index(journal, lambda e: e.get("EVENT") == "engine_state" and e.get("STATE") == "ready")
+    engine_ready = first_index(journal, lambda e: (e.get("EVENT"), e.get("STATE")) == ("engine_state", "ready"))
     assert engine_ready < unit_started_index(journal), "systemd saw READY=1 before the engine was ready"
 
 

@@ -37,7 +37,7 @@ def test_journal_has_structured_fields_and_priorities(ishowttsd_instance: System
 
     events = daemon_entries(entries(sd, SERVICE))
     ready = events[first_index(events, lambda e: e["EVENT"] == "ready")]
-    status_request = events[first_index(events, lambda e: e["EVENT"] == "request" and e.get("ROUTE") == "/v1/status")]
+    status_request = events[first_index(events, lambda e: (e["EVENT"], e.get("ROUTE")) == ("request", "/v1/status"))]
     warning = events[first_index(events, lambda e: e["EVENT"] == "fault_injected")]
     assert ready["PRIORITY"] == "6" and ready["MODEL"] == "tiny"
     assert (status_request["PRIORITY"], status_request["STATUS"]) == ("6", "200")
@@ -59,8 +59,8 @@ def test_reload_applies_the_new_config(ishowttsd_instance: SystemdInstance) -> N
     assert synthesize(sd, LONG_TEXT)[0] in (400, 413, 422)
     assert synthesize(sd, "Short.")[0] == 200
     sent = notifications(entries(sd, SERVICE), pid)
-    reloading = first_index([{"m": m} for m in sent], lambda e: e["m"].startswith("RELOADING=1, MONOTONIC_USEC="))
-    assert any(m.startswith("READY=1") for m in sent[reloading + 1:]), sent
+    reloading = [i for i, m in enumerate(sent) if m.startswith("RELOADING=1, MONOTONIC_USEC=")]
+    assert reloading and any(m.startswith("READY=1") for m in sent[reloading[0] + 1:]), sent
     assert sd.show(SERVICE, "MainPID") == pid
 
 
