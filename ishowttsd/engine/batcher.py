@@ -250,3 +250,17 @@ def plan_batches(
         oversized=oversized,
         wait_s=min(waits) if waits else None,
     )
+
+
+# ---------------------------------------------------------------- batch-size buckets
+
+
+def batch_buckets(max_batch: int) -> tuple[int, ...]:
+    """Batch sizes a compiled engine is warmed for: powers of two below max_batch, then max_batch.
+
+    A batch of n items runs padded to bucket_for(n, batch_buckets(max_batch)) rows.
+    """
+    if max_batch < 1:
+        raise ValueError(f"need max_batch >= 1, got {max_batch}")
+    sizes = [1 << k for k in range(max_batch.bit_length()) if 1 << k < max_batch]
+    return (*sizes, max_batch)

@@ -1,9 +1,13 @@
-"""The F5-TTS engine: load through f5-tts, sample with our own loop, vocode with Vocos.
+"""The F5-TTS engine: load through f5-tts, sample batches with our own loop, vocode with Vocos.
 
 Loading reuses f5-tts's `load_model` / `load_vocoder` (explicit device and dtype). Sampling does
 not use `infer_process` (prints, tqdm, per-call thread pools, unbounded caches, global RNG): it runs
-its own Euler loop over CFM's transformer, the same arithmetic as `CFM.sample` with the time grid
-kept in float32 and the noise drawn from a per-request torch.Generator.
+its own Euler loop of `FlowStep`s (engine/flow.py), the same arithmetic as `CFM.sample` with the
+time grid kept in float32 and the noise drawn from a per-request torch.Generator.
+
+A batch holds chunks of several jobs (same NFE). Eager, it runs at the widest item's frame count;
+compiled (engine/compiled.py), it is padded to a warmed (rows, width) bucket so no shape is new
+after Ready. Padding is masked, so an item's audio does not depend on what it was batched with.
 """
 
 from __future__ import annotations
@@ -12,9 +16,8 @@ import contextlib
 import io
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import soundfile
@@ -23,24 +26,18 @@ import torch.nn.functional as F
 import torchaudio.functional as AF
 from f5_tts.infer.utils_infer import load_model, load_vocoder
 from f5_tts.model import DiT
-from f5_tts.model.utils import convert_char_to_pinyin, get_epss_timesteps, lens_to_mask, list_str_to_idx
+from f5_tts.model.utils import convert_char_to_pinyin, list_str_to_idx
 
-from ishowttsd.engine import tiny
-from ishowttsd.engine.batcher import estimate_frames, split_text
+from ishowttsd.engine.batcher import bucket_for, estimate_frames, split_text
+from ishowttsd.engine.flow import FlowStep, install_masked_attention, rotary_freqs, text_embeddings, time_grid
 from ishowttsd.engine.joiner import CrossfadeJoiner, to_pcm16
+from ishowttsd.engine.loading import BootError, resolve_device, resolve_dtype, resolve_files
 from ishowttsd.engine.protocol import SAMPLE_RATE, Job, VoiceRef
-from ishowttsd.engine.spec import BASE, RANDOM_PREFIX, TINY, EngineSpec
+from ishowttsd.engine.spec import EngineSpec
 
-HOP = 256
+__all__ = ["BadInput", "BootError", "F5Engine", "Prepared", "Shapes"]
 TARGET_RMS = 0.1
 REFERENCE_CACHE_SIZE = 16
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-HUB_CKPT = ("SWivid/F5-TTS", "F5TTS_v1_Base/model_1250000.safetensors")
-HUB_VOCOS = "charactr/vocos-mel-24khz"
-
-
-class BootError(Exception):
-    """The engine cannot load (missing or broken weights, bad device): not worth restarting."""
 
 
 class BadInput(Exception):
@@ -54,6 +51,25 @@ class Reference:
     text: str
 
 
+@dataclass
+class Prepared:
+    """One job as the worker runs it: its text chunks, their frame counts, its own noise generator."""
+
+    job: Job
+    ref: Reference
+    chunks: list[str]
+    frames: list[int]  # total frames (reference + generated) per chunk
+    generator: torch.Generator
+    gain: float  # undo the loudness normalisation of a quiet reference
+
+
+@dataclass(frozen=True)
+class BatchOutput:
+    waves: list[np.ndarray]  # float audio per item, in input order
+    synth_s: float  # wall time of the whole batch (sampling + vocoding)
+    vocoder_s: float
+
+
 @dataclass(frozen=True)
 class JobStats:
     samples: int
@@ -61,58 +77,31 @@ class JobStats:
     vocoder_s: float
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise BootError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
+@dataclass(frozen=True)
+class Shapes:
+    """The padded shapes a compiled engine runs: frame-width buckets × batch-row buckets."""
 
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name != "auto":
-        return DTYPES[name]
-    if device.type == "cuda" and torch.cuda.get_device_properties(device).major >= 7:
-        return torch.float16
-    return torch.float32
-
-
-def hub_file(repo: str, filename: str, allow_download: bool) -> Path:
-    from huggingface_hub import hf_hub_download
-
-    try:
-        return Path(hf_hub_download(repo, filename, local_files_only=not allow_download))
-    except Exception as exc:  # noqa: BLE001 - the hub raises many types; all mean "not available"
-        hint = "" if allow_download else " (allow_download = false: only the local hub cache is searched)"
-        raise BootError(f"cannot get {repo}/{filename}{hint}: {exc}") from exc
-
-
-def resolve_files(spec: EngineSpec) -> tuple[Path, Path, Path, dict[str, object]]:
-    """→ (checkpoint, vocab file, vocoder dir, DiT arguments) for the spec's model."""
-    cache = Path(spec.cache_dir)
-    if spec.model == TINY or spec.model == RANDOM_PREFIX + BASE:
-        built = tiny.build_tiny(cache) if spec.model == TINY else tiny.build_random_base(cache)
-        return built.ckpt_path, built.vocab_file, built.vocoder_dir, built.model_cfg
-    ckpt = hub_file(*HUB_CKPT, spec.allow_download) if spec.model == BASE else Path(spec.model)
-    if not ckpt.is_file():
-        raise BootError(f"checkpoint {ckpt} does not exist")
-    vocoder = Path(spec.vocoder_dir) if spec.vocoder_dir else hub_file(HUB_VOCOS, "config.yaml",
-                                                                      spec.allow_download).parent
-    if not spec.vocoder_dir:
-        hub_file(HUB_VOCOS, "pytorch_model.bin", spec.allow_download)
-    vocab = Path(spec.vocab_file) if spec.vocab_file else tiny.shipped_vocab()
-    return ckpt, vocab, vocoder, tiny.base_arch()
+    widths: tuple[int, ...]
+    rows: tuple[int, ...]
 
 
 class F5Engine:
-    """A loaded model + vocoder that turns Jobs into 24 kHz PCM, chunk by chunk."""
+    """A loaded model + vocoder that turns batches of text chunks into 24 kHz audio."""
 
     def __init__(self, spec: EngineSpec, model: torch.nn.Module, vocoder: torch.nn.Module,
                  device: torch.device, dtype: torch.dtype) -> None:
         self.spec, self.model, self.vocoder = spec, model, vocoder
         self.device, self.dtype = device, dtype
+        install_masked_attention(model.transformer)
+        self.step_eager = FlowStep(model.transformer, spec.cfg_strength, dtype)
+        self.step: Callable[..., torch.Tensor] = self.step_eager
+        self.backbone: Callable[..., torch.Tensor] = vocoder.backbone
+        self.head: Callable[..., torch.Tensor] = vocoder.head
+        self.shapes: Shapes | None = None  # None: eager, unpadded
         self.compiled, self.compile_error = False, ""
+        self.before_step: Callable[[], None] = lambda: None  # CUDA-graph step marker when compiled
         self._references: OrderedDict[tuple[str, int], Reference] = OrderedDict()
+        self._freqs: dict[int, torch.Tensor] = {}
 
     @classmethod
     def load(cls, spec: EngineSpec) -> F5Engine:
@@ -128,22 +117,7 @@ class F5Engine:
                 raise BootError(f"cannot load {spec.model} from {ckpt}: {exc}") from exc
         return cls(spec, model.to(dtype).eval(), vocoder.eval(), device, dtype)
 
-    def compile(self) -> None:
-        """torch.compile the DiT and the vocoder's backbone/head; eager fallback on any failure (R24)."""
-        try:
-            self.model.transformer = torch.compile(self.model.transformer, dynamic=True)
-            self.vocoder.backbone = torch.compile(self.vocoder.backbone, dynamic=True)
-            self.vocoder.head = torch.compile(self.vocoder.head, dynamic=True)
-            self.compiled = True
-        except Exception as exc:  # noqa: BLE001 - any compile failure means eager
-            self.compile_error = f"{type(exc).__name__}: {exc}"
-
-    def fall_back_to_eager(self, reason: str) -> None:
-        self.model.transformer = getattr(self.model.transformer, "_orig_mod", self.model.transformer)
-        self.vocoder.backbone = getattr(self.vocoder.backbone, "_orig_mod", self.vocoder.backbone)
-        self.vocoder.head = getattr(self.vocoder.head, "_orig_mod", self.vocoder.head)
-        self.compiled, self.compile_error = False, reason
-
+    # ---- references and jobs -----------------------------------------------------------------
     def reference(self, voice: VoiceRef) -> Reference:
         key = (voice.name, voice.version)
         if key not in self._references:
@@ -167,76 +141,119 @@ class F5Engine:
         text = text + " " if text.endswith(".") else text if text.endswith("。") else text + ". "
         return Reference(mel=mel, rms=rms, text=text)
 
-    def synthesize(self, job: Job, emit: Callable[[bytes], None], progress: Callable[[], None]) -> JobStats:
-        ref = self.reference(job.voice)
+    def prepare(self, job: Job) -> Prepared:
+        """Split the job's text (a short first chunk when streaming) and size every chunk."""
+        ref, spec = self.reference(job.voice), self.spec
+        first = min(spec.stream_first_chunk_bytes, spec.max_chunk_bytes) if job.stream else None
+        chunks = split_text(job.text, spec.max_chunk_bytes, first)
+        if not chunks:
+            raise BadInput("the text is empty")
+        ref_bytes, ref_frames = len(ref.text.encode()), ref.mel.shape[0]
+        frames = [estimate_frames(ref_frames, ref_bytes, len(c.encode()), job.speed) for c in chunks]
         generator = torch.Generator(device=self.device).manual_seed(job.seed)
+        gain = ref.rms / TARGET_RMS if 0 < ref.rms < TARGET_RMS else 1.0
+        return Prepared(job, ref, chunks, frames, generator, gain)
+
+    def run_batch(self, items: Sequence[tuple[Prepared, int]], nfe: int,
+                  progress: Callable[[], None] = lambda: None) -> BatchOutput:
+        """Chunk `index` of each prepared job, sampled together, then vocoded one by one."""
+        start = time.perf_counter()
+        mels = self.sample([p.ref for p, _ in items], [p.chunks[k] for p, k in items],
+                           [p.frames[k] for p, k in items], nfe, [p.generator for p, _ in items], progress)
+        vocoding = time.perf_counter()
+        waves = [self.vocode(mel) * prepared.gain for mel, (prepared, _) in zip(mels, items, strict=True)]
+        end = time.perf_counter()
+        return BatchOutput(waves, end - start, end - vocoding)
+
+    def synthesize(self, job: Job, emit: Callable[[bytes], None], progress: Callable[[], None]) -> JobStats:
+        """One job alone, chunk by chunk (warm-up, quality checks, direct benchmarks)."""
+        prepared = self.prepare(job)
         joiner = CrossfadeJoiner(int(self.spec.crossfade_ms * SAMPLE_RATE / 1000))
         start, vocoder_s, samples = time.perf_counter(), 0.0, 0
-        for piece in split_text(job.text, self.spec.max_chunk_bytes):
-            frames = estimate_frames(ref.mel.shape[0], len(ref.text.encode()), len(piece.encode()), job.speed)
-            mel = self.sample([ref], [piece], [frames], job.nfe, [generator], progress)[0]
-            t0 = time.perf_counter()
-            wave = self.vocode(mel) * (ref.rms / TARGET_RMS if 0 < ref.rms < TARGET_RMS else 1.0)
-            vocoder_s += time.perf_counter() - t0
-            samples += self._emit(joiner.push(wave), emit)
-        samples += self._emit(joiner.finish(), emit)
+        for index in range(len(prepared.chunks)):
+            out = self.run_batch([(prepared, index)], job.nfe, progress)
+            vocoder_s += out.vocoder_s
+            samples += _emit(joiner.push(out.waves[0]), emit)
+        samples += _emit(joiner.finish(), emit)
         return JobStats(samples, time.perf_counter() - start, vocoder_s)
 
-    @staticmethod
-    def _emit(audio: np.ndarray, emit: Callable[[bytes], None]) -> int:
-        if len(audio):
-            emit(to_pcm16(audio))
-        return len(audio)
+    # ---- sampling ------------------------------------------------------------------------------
+    def padded_shape(self, widest: int, items: int) -> tuple[int, int, bool]:
+        """(width, rows, compiled step?) for a batch: a warmed bucket when compiled and it fits."""
+        width = bucket_for(widest, self.shapes.widths) if self.shapes else None
+        rows = bucket_for(items, self.shapes.rows) if self.shapes else None
+        if width is None or rows is None:
+            return widest, items, False
+        return width, rows, True
 
     @torch.inference_mode()
     def sample(self, refs: list[Reference], texts: list[str], durations: list[int], nfe: int,
                generators: list[torch.Generator], progress: Callable[[], None] = lambda: None) -> list[torch.Tensor]:
         """Batched CFM sampling (Euler, CFG, sway, EPSS grid) → generated mels (frames, n_mels) per item."""
-        lens = torch.tensor([r.mel.shape[0] for r in refs], device=self.device)
-        total = torch.maximum(torch.tensor(durations, device=self.device), lens + 1)
-        width = int(total.max())
+        count = len(refs)
+        lens = [r.mel.shape[0] for r in refs]
+        totals = [max(d, n + 1) for d, n in zip(durations, lens, strict=True)]
+        width, rows, compiled = self.padded_shape(max(totals), count)
+        pad_rows = rows - count  # filler rows repeat item 0; their output is dropped
+        refs, texts = refs + refs[:1] * pad_rows, texts + texts[:1] * pad_rows
+        lens, totals = lens + lens[:1] * pad_rows, totals + totals[:1] * pad_rows
         cond = torch.stack([F.pad(r.mel, (0, 0, 0, width - r.mel.shape[0])) for r in refs]).to(self.dtype)
-        cond_mask = lens_to_mask(lens, width).unsqueeze(-1)
-        step_cond = torch.where(cond_mask, cond, torch.zeros_like(cond))
-        text = list_str_to_idx(convert_char_to_pinyin([r.text + t for r, t in zip(refs, texts)]),
+        cond_mask = (torch.arange(width, device=self.device)[None, :] < torch.tensor(lens, device=self.device)[:, None])
+        cond = torch.where(cond_mask.unsqueeze(-1), cond, torch.zeros_like(cond))
+        exact = rows == 1 and width == totals[0]
+        total_t = torch.tensor(totals, device=self.device)
+        mask = None if exact else torch.arange(width, device=self.device)[None, :] < total_t[:, None]
+        text = list_str_to_idx(convert_char_to_pinyin([r.text + t for r, t in zip(refs, texts, strict=True)]),
                                self.model.vocab_char_map).to(self.device)
-        mask = lens_to_mask(total) if len(refs) > 1 else None
-        x = self._noise(total, width, generators)
-        grid = self._time_grid(nfe)
-        for i in range(nfe):
-            x = x + (grid[i + 1] - grid[i]) * self._flow(x, step_cond, text, grid[i], mask)
-            progress()
-        self.model.transformer.clear_cache()
-        out = torch.where(cond_mask, cond.float(), x)
-        return [out[b, int(lens[b]) : int(total[b])] for b in range(len(refs))]
+        text_cond, text_uncond = text_embeddings(self.model.transformer, text, None if exact else total_t, width)
+        x = self._noise(totals[:count], width, rows, generators)
+        out = self._integrate(x, cond, text_cond, text_uncond, self._rotary(width), mask, nfe, compiled, progress)
+        out = torch.where(cond_mask.unsqueeze(-1), cond.float(), out)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # so the vocoder's time is its own
+        return [out[b, lens[b] : totals[b]] for b in range(count)]
 
-    def _noise(self, total: torch.Tensor, width: int, generators: list[torch.Generator]) -> torch.Tensor:
-        noise = [torch.randn(int(n), self.model.num_channels, generator=g, device=self.device, dtype=self.dtype)
-                 for n, g in zip(total, generators)]
+    def _integrate(self, x: torch.Tensor, cond: torch.Tensor, text_cond: torch.Tensor, text_uncond: torch.Tensor,
+                   freqs: torch.Tensor, mask: torch.Tensor | None, nfe: int, compiled: bool,
+                   progress: Callable[[], None]) -> torch.Tensor:
+        step = self.step if compiled else self.step_eager
+        grid = time_grid(nfe, self.spec.sway_sampling_coef, self.device)
+        for i in range(nfe):
+            if compiled:
+                self.before_step()
+            x = step(x, cond, text_cond, text_uncond, freqs, grid[i], grid[i + 1] - grid[i], mask)
+            progress()
+        return x.clone()
+
+    def _noise(self, totals: list[int], width: int, rows: int, generators: list[torch.Generator]) -> torch.Tensor:
+        channels = self.model.num_channels
+        noise = [torch.randn(n, channels, generator=g, device=self.device, dtype=self.dtype)
+                 for n, g in zip(totals, generators, strict=True)]
+        noise += [torch.zeros(1, channels, device=self.device, dtype=self.dtype)] * (rows - len(noise))
         return torch.stack([F.pad(n, (0, 0, 0, width - n.shape[0])) for n in noise]).float()
 
-    def _time_grid(self, nfe: int) -> torch.Tensor:
-        t = get_epss_timesteps(nfe, device=self.device, dtype=torch.float32)
-        coef = self.spec.sway_sampling_coef
-        return t + coef * (torch.cos(torch.pi / 2 * t) - 1 + t)
-
-    def _flow(self, x: torch.Tensor, cond: torch.Tensor, text: torch.Tensor, t: torch.Tensor,
-              mask: torch.Tensor | None) -> torch.Tensor:
-        pred = self.model.transformer(x=x.to(self.dtype), cond=cond, text=text, time=t.to(self.dtype),
-                                      mask=mask, cfg_infer=True, cache=True)
-        cond_pred, null_pred = torch.chunk(pred.float(), 2, dim=0)
-        return cond_pred + (cond_pred - null_pred) * self.spec.cfg_strength
+    def _rotary(self, width: int) -> torch.Tensor:
+        if width not in self._freqs:
+            self._freqs[width] = rotary_freqs(self.model.transformer, width)
+        return self._freqs[width]
 
     @torch.inference_mode()
     def vocode(self, mel: torch.Tensor) -> np.ndarray:
-        wave = self.vocoder.decode(mel.float().T.unsqueeze(0))
+        wave = self.head(self.backbone(mel.float().T.unsqueeze(0).contiguous()))
         return wave.squeeze(0).float().cpu().numpy()
 
+    # ---- housekeeping --------------------------------------------------------------------------
     def memory(self) -> tuple[int, int]:
         if self.device.type != "cuda":
             return 0, 0
         return torch.cuda.memory_allocated(self.device), torch.cuda.memory_reserved(self.device)
 
     def recover(self) -> None:
-        """After a failed job: drop the text-embedding cache f5-tts keeps between steps."""
+        """After a failed batch: drop the text-embedding cache f5-tts may keep between steps."""
         self.model.transformer.clear_cache()
+
+
+def _emit(audio: np.ndarray, emit: Callable[[bytes], None]) -> int:
+    if len(audio):
+        emit(to_pcm16(audio))
+    return len(audio)

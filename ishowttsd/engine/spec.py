@@ -27,10 +27,25 @@ class EngineSpec:
     crossfade_ms: float = 150.0
     warmup_voice: Any = None  # a protocol.VoiceRef synthesised once before Ready
     fault_injection: bool = False
+    # batching and shapes (see engine/batcher.py)
+    max_batch: int = 8
+    batch_window_ms: float = 5.0
+    max_frames: int = 2048
+    min_frames: int = 256
+    bucket_growth: float = 1.5
+    stream_first_chunk_bytes: int = 48
+    # compilation (only with compile = true)
+    compile_mode: str = "reduce-overhead"
+    compile_backend: str = "inductor"
 
     @property
     def random_weights(self) -> bool:
         return self.model.startswith(RANDOM_PREFIX) or self.model == TINY
+
+
+# [engine] keys read when the config has them (the spec's defaults apply until then).
+OPTIONAL_KEYS = ("max_batch", "batch_window_ms", "max_frames", "min_frames", "bucket_growth",
+                 "stream_first_chunk_bytes", "compile_mode", "compile_backend")
 
 
 def spec_from_config(cfg: Any, warmup_voice: Any = None) -> EngineSpec:
@@ -52,4 +67,13 @@ def spec_from_config(cfg: Any, warmup_voice: Any = None) -> EngineSpec:
         crossfade_ms=engine.crossfade_ms,
         warmup_voice=warmup_voice,
         fault_injection=cfg.daemon.fault_injection,
+        **{key: getattr(engine, key) for key in OPTIONAL_KEYS if hasattr(engine, key)},
     )
+
+
+def shape_buckets(spec: EngineSpec) -> tuple[int, ...]:
+    """The frame-width buckets the worker pads to (and, compiled, warms before Ready)."""
+    from ishowttsd.engine.batcher import default_buckets
+
+    return default_buckets(spec.max_frames, min_frames=min(spec.min_frames, spec.max_frames),
+                           growth=spec.bucket_growth)

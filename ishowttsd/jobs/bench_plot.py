@@ -27,6 +27,17 @@ def _when(run: Mapping[str, Any]) -> dt.datetime:
     return dt.datetime.fromtimestamp(float(run.get("timestamp_s", 0.0)))
 
 
+def _draw(axes: Any, history: Sequence[Mapping[str, Any]], target_rtf: float) -> None:
+    for label, runs in _series(history).items():
+        axes.plot([_when(r) for r in runs], [float(r["rtf_mean"]) for r in runs], marker="o", label=label)
+        bad = [r for r in runs if r.get("regression")]
+        axes.scatter([_when(r) for r in bad], [float(r["rtf_mean"]) for r in bad], marker="x", s=80,
+                     color="red")
+    axes.axhline(target_rtf, linestyle="--", color="grey", label=f"target rtf {target_rtf:g}")
+    axes.set(title="ishowttsd benchmark history", ylabel="mean RTF (lower is better)")
+    axes.legend(fontsize="small")
+
+
 def render_history_png(history: Sequence[Mapping[str, Any]], target_rtf: float) -> bytes | None:
     """Mean RTF over time per comparable series, regressions marked, the target as a dashed line."""
     try:
@@ -36,15 +47,7 @@ def render_history_png(history: Sequence[Mapping[str, Any]], target_rtf: float) 
         return None
     figure = Figure(figsize=(9, 4.5), dpi=100)
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    for label, runs in _series(history).items():
-        axes.plot([_when(r) for r in runs], [float(r["rtf_mean"]) for r in runs], marker="o", label=label)
-        bad = [r for r in runs if r.get("regression")]
-        axes.scatter([_when(r) for r in bad], [float(r["rtf_mean"]) for r in bad], marker="x", s=80,
-                     color="red")
-    axes.axhline(target_rtf, linestyle="--", color="grey", label=f"target rtf {target_rtf:g}")
-    axes.set(title="ishowttsd benchmark history", ylabel="mean RTF (lower is better)")
-    axes.legend(fontsize="small")
+    _draw(figure.add_subplot(), history, target_rtf)
     figure.autofmt_xdate()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")

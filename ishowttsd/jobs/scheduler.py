@@ -55,6 +55,8 @@ class JobRunner:
         self.ctx = ctx
         self.parts = parts or JobParts.build(ctx)
         self.specs: dict[str, JobSpec] = {spec.id: spec for spec in job_table(ctx, self.parts)}
+        for directory in (ctx.state_dir, ctx.log_dir):  # systemd creates them; a plain run may not
+            directory.mkdir(parents=True, exist_ok=True)
         self.records = JobRecords(ctx.state_dir / JOBS_FILE, self.specs)
         self.records.load()
         self.retry_delay_s = retry_delay_s
@@ -87,6 +89,11 @@ class JobRunner:
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         self._scheduler = None
+
+    def close(self) -> None:
+        """Release the GPU backend (NVML shutdown); call last, after restore_clocks_at_stop()."""
+        self.shutdown()
+        self.ctx.backend.close()
 
     def apply_config(self) -> list[str]:
         """After a reload: reschedule the jobs whose [jobs] keys changed; returns their ids."""

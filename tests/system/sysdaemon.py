@@ -66,12 +66,16 @@ def request(sd: SystemdInstance, path: str, *, method: str = "GET", body: Any = 
     return Reply(result.returncode, int(code or 0), text, result.stderr)
 
 
-def synthesize(sd: SystemdInstance, text: str, user: str | None = None) -> tuple[int, str, int]:
-    """POST /v1/tts; returns (HTTP status, content type, body size)."""
-    argv = ["curl", "-sS", "--max-time", "120", "--unix-socket", SOCKET, "-o", "/dev/null",
+def synthesis_argv(text: str) -> list[str]:
+    """curl POSTing /v1/tts; prints "STATUS CONTENT_TYPE SIZE"."""
+    return ["curl", "-sS", "--max-time", "120", "--unix-socket", SOCKET, "-o", "/dev/null",
             "-w", "%{http_code} %{content_type} %{size_download}", "-H", "Content-Type: application/json",
             "--data-binary", json.dumps({"text": text}), "http://localhost/v1/tts"]
-    status, content_type, size = _run(sd, argv, user, 120.0).stdout.split()
+
+
+def synthesize(sd: SystemdInstance, text: str, user: str | None = None) -> tuple[int, str, int]:
+    """POST /v1/tts; returns (HTTP status, content type, body size)."""
+    status, content_type, size = _run(sd, synthesis_argv(text), user, 120.0).stdout.split()
     return int(status), content_type, int(size)
 
 

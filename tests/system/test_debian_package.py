@@ -5,8 +5,10 @@ and /opt are overlays of the host's, so the host itself is never touched."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
 import sysconfig
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,9 +29,13 @@ ACCOUNT_FILES = ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow")
 
 
 @pytest.fixture(scope="session")
-def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One package per session, built in a copy of the tree (no debris in the checkout)."""
-    return build_package(REPO, tmp_path_factory.mktemp("debian-build"))
+def deb() -> Iterator[Path]:
+    """One package per session, built in a throw-away copy of the tree (no debris anywhere)."""
+    workdir = Path(tempfile.mkdtemp(prefix="ishowttsd-debian-build-"))
+    try:
+        yield build_package(REPO, workdir)
+    finally:
+        shutil.rmtree(workdir)
 
 
 @pytest.fixture(scope="session")
@@ -131,5 +137,6 @@ def install_and_purge(sd: SystemdInstance, deb: Path, reused_site_packages: Path
     assert code_path.stdout.strip() == "/usr/lib/ishowttsd/ishowttsd/__init__.py"
     start_and_wait(sd)
     assert synthesize(sd, "Installed from the Debian package.", user=SERVICE_USER)[:2] == (200, "audio/wav")
+    assert sd.run("ishowttsctl", "status").returncode == 0
 
     sd.run("dpkg", "-P", "ishowttsd", timeout=180)

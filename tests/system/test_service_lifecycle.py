@@ -17,11 +17,14 @@ from sysdaemon import (
     ready_now,
     request,
     start_and_wait,
+    synthesis_argv,
     synthesize,
 )
 from sysjournal import daemon_entries, entries, first_index, unit_started_index
 
 pytestmark = pytest.mark.system
+
+DRAINED_TEXT = " ".join(["This request is still being spoken while the service is asked to stop."] * 6)
 
 
 def watch_start(sd: SystemdInstance) -> tuple[set[str], list[int], int]:
@@ -85,13 +88,22 @@ def test_daemon_runs_unprivileged_in_its_sandbox(ishowttsd_instance: SystemdInst
     assert probe.returncode != 0 and "Read-only" in probe.stderr
 
 
+def in_flight(sd: SystemdInstance) -> int:
+    engine = request(sd, "/v1/status").json()["engine"]
+    return int(engine["in_flight"]) + int(engine["queue_depth"])
+
+
 def test_stop_drains_and_removes_the_socket(ishowttsd_instance: SystemdInstance) -> None:
     sd = ishowttsd_instance
     start_and_wait(sd)
     sd.systemctl("log-level", "debug")
     main_pid = sd.show(SERVICE, "MainPID")
+    client = sd.spawn_as(SERVICE_USER, *synthesis_argv(DRAINED_TEXT))
+    sd.wait_for(lambda: in_flight(sd) > 0, 30, "the request to be in flight")
 
     sd.systemctl("stop", SERVICE)
+
+    assert client.communicate(timeout=60)[0].split()[:2] == ["200", "audio/wav"], "in-flight request cut off"
 
     assert sd.show(SERVICE, "ActiveState") == "inactive"
     assert sd.show(SERVICE, "Result") == "success"

@@ -70,6 +70,7 @@ async def test_daily_recycle_gets_its_jitter(rig: Rig) -> None:
 async def test_run_now_records_counts_and_persists_across_restarts(rig: Rig, runner: JobRunner) -> None:
     job = await runner.run_now("backup")
     assert job["last_status"] == "ok" and job["runs"] == 1 and job["details"]["backup"]["reason"] == "scheduled"
+    assert job["running"] is False
     assert rig.value("ishowttsd_job_runs_total", job="backup", result="success") == 1.0
     assert rig.value("ishowttsd_job_last_success_timestamp_seconds", job="backup") == rig.now[0]
     stored = json.loads((rig.ctx.state_dir / "jobs.json").read_text())
