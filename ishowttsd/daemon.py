@@ -20,6 +20,7 @@ from aiohttp import web
 
 from ishowttsd import __version__
 from ishowttsd.api.app import AppDeps, create_app
+from ishowttsd.api.routes_jobs import jobs_routes
 from ishowttsd.config import DEFAULT_CONFIG_PATH, Config, ConfigError, apply_overrides, load_config
 from ishowttsd.daemon_parts import (
     BootProgress,
@@ -31,6 +32,7 @@ from ishowttsd.daemon_parts import (
     remove_socket,
 )
 from ishowttsd.faults import fault_routes
+from ishowttsd.jobs.wiring import build_job_runner
 from ishowttsd.logging_setup import configure_logging
 from ishowttsd.metrics import Metrics
 from ishowttsd.reload import Reloader
@@ -74,6 +76,9 @@ class Daemon:
         self.engine = build_engine(config, self.voices, self.metrics, self.traffic)
         self.supervisor = build_supervisor(config, self.engine, self.notifier, self.voices, self.status_line)
         self.reloader = Reloader(self, reload_config, build_config_store(config, config_path))
+        self.jobs = build_job_runner(get_config=lambda: self.config, engine=self.engine, metrics=self.metrics,
+                                     config_store=self.reloader.store, status_sources=self.sources,
+                                     traffic=self.traffic)
         self.signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
         self.stop_requested = asyncio.Event()
         self.started_at = time.monotonic()
@@ -83,7 +88,13 @@ class Daemon:
         return status_line(self.engine, self.supervisor, self.traffic, self.sources)
 
     def status_extra(self) -> dict[str, object]:
-        return {"watchdog": self.supervisor.snapshot(), "reload": self.reloader.snapshot()}
+        return {"watchdog": self.supervisor.snapshot(), "reload": self.reloader.snapshot(),
+                "jobs": self.jobs.status_summary()}
+
+    async def reload(self) -> bool:
+        ok = await self.reloader.reload()
+        self.jobs.apply_config()
+        return ok
 
     def app_deps(self) -> AppDeps:
         return AppDeps(get_config=lambda: self.config, config_path=self.config_path, engine=self.engine,
@@ -92,6 +103,7 @@ class Daemon:
 
     def build_app(self) -> web.Application:
         app = create_app(self.app_deps())
+        app.add_routes(jobs_routes(self.jobs, self.reload))
         if self.config.daemon.fault_injection:
             app.add_routes(fault_routes(self))
         return app
@@ -133,6 +145,7 @@ class Daemon:
         return boot_task.done() and not boot_task.cancelled() and boot_task.result() is True
 
     async def _boot_engine(self) -> bool:
+        await self.jobs.lock_clocks_at_start()
         self.boot.stage("loading engine")
         async with self.boot.extending():
             await self.engine.start()
@@ -143,6 +156,7 @@ class Daemon:
             return False
         await self.supervisor.run_canary()
         await asyncio.to_thread(self.reloader.remember_running, "boot")
+        self.jobs.start()
         self.notifier.ready(self.status_line())
         log.info("ready", socket=self.config.daemon.socket, **self.engine.info())
         return True
@@ -151,17 +165,20 @@ class Daemon:
         while True:
             signum = await self.signals.get()
             if signum == signal.SIGHUP:
-                await self.reloader.reload()
+                await self.reload()
             else:
                 log.info("stopping", signal=signum.name)
                 return
 
     async def _shutdown(self, runner: web.AppRunner, tasks: list[asyncio.Task[None]]) -> None:
         self.notifier.stopping("draining")
+        self.jobs.shutdown()
         drain = self.config.daemon.drain_timeout_s
         for site in list(runner.sites):
             await site.stop()
         await self.engine.stop(drain)
+        await self.jobs.restore_clocks_at_stop()
+        self.jobs.close()
         for task in tasks:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -30,6 +30,7 @@ INSTALL_DAEMON=""
 OFFLINE=no
 SYSTEM_SITE=no
 RECREATE=no
+ACTION=build
 
 usage() {
 	cat <<EOF
@@ -48,6 +49,8 @@ usage: ishowttsd-setup-venv [options]
   --recreate                       delete and rebuild the venv
   --sysroot DIR                    root for hardware detection (tests; default /)
   --dropin-dir DIR                 where the Jetson device drop-in goes (default $DROPIN_DIR)
+  --detect                         only print the detected flavour
+  --device-dropin                  only (re)write the Jetson device drop-in
 EOF
 }
 
@@ -57,7 +60,9 @@ die() {
 }
 
 need_value() {
-	[ "$#" -ge 2 ] && [ -n "$2" ] || die "$1 needs a value"
+	if [ "$#" -lt 2 ] || [ -z "$2" ]; then
+		die "$1 needs a value"
+	fi
 }
 
 parse_args() {
@@ -76,6 +81,8 @@ parse_args() {
 			--recreate) RECREATE=yes ;;
 			--sysroot) need_value "$@"; SYSROOT=$2; shift ;;
 			--dropin-dir) need_value "$@"; DROPIN_DIR=$2; shift ;;
+			--detect) ACTION=detect ;;
+			--device-dropin) ACTION=dropin ;;
 			-h|--help) usage; exit 0 ;;
 			*) usage >&2; die "unknown option $1" ;;
 		esac
@@ -164,15 +171,23 @@ install_daemon_and_requirements() {
 	rm -f "$requirements"
 }
 
+jetson_nodes() {
+	for node in "$SYSROOT"/dev/nvhost-* "$SYSROOT"/dev/nvmap "$SYSROOT"/dev/nvgpu/*/*; do
+		if [ -e "$node" ]; then
+			echo "/${node#"$SYSROOT"/}"
+		fi
+	done
+}
+
 # Jetson's GPU nodes are not NVIDIA driver character devices: allow the ones this board has.
 write_jetson_dropin() {
-	nodes=$(cd "$SYSROOT" && ls -d dev/nvhost-* dev/nvmap dev/nvgpu/*/* 2>/dev/null || true)
+	nodes=$(jetson_nodes)
 	[ -n "$nodes" ] || return 0
 	mkdir -p "$DROPIN_DIR"
 	{
 		echo "# Written by ishowttsd-setup-venv --flavour jetson: this board's GPU device nodes."
 		echo "[Service]"
-		for node in $nodes; do echo "DeviceAllow=/$node rw"; done
+		for node in $nodes; do echo "DeviceAllow=$node rw"; done
 	} > "$DROPIN_DIR/50-jetson-devices.conf"
 }
 
@@ -183,9 +198,7 @@ import torch
 print(f"torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")'
 }
 
-main() {
-	parse_args "$@"
-	[ "$FLAVOUR" = auto ] && FLAVOUR=$(detect_flavour)
+build() {
 	echo "ishowttsd-setup-venv: building $VENV for $FLAVOUR"
 	create_venv
 	link_paths
@@ -194,6 +207,16 @@ main() {
 	[ "$FLAVOUR" = jetson ] && write_jetson_dropin
 	check_venv
 	echo "ishowttsd-setup-venv: done; start the service with: systemctl restart ishowttsd"
+}
+
+main() {
+	parse_args "$@"
+	[ "$FLAVOUR" = auto ] && FLAVOUR=$(detect_flavour)
+	case "$ACTION" in
+		detect) echo "$FLAVOUR" ;;
+		dropin) write_jetson_dropin ;;
+		build) build ;;
+	esac
 }
 
 main "$@"

@@ -1,13 +1,13 @@
 #!/bin/sh
 # Install the Debian packages the system tests (tests/system) need: logrotate, the Debian
-# packaging toolchain (debhelper, dh-python, pybuild-plugin-pyproject, python3-all), lintian,
-# and the small tools the systemd harness uses. systemd itself is part of the base image.
+# packaging toolchain (debhelper, dh-python: the package's Build-Depends), lintian, what the
+# package itself depends on (adduser, python3-venv), and the tools the systemd harness uses
+# (util-linux's unshare/nsenter/setpriv, curl). systemd itself is part of the base image.
 # Idempotent and quiet: packages already present are not touched and `apt-get update` runs once,
 # only when something is missing. Needs root.
 set -eu
 
-PACKAGES="systemd util-linux logrotate curl adduser debhelper dh-python pybuild-plugin-pyproject
-python3-all python3-setuptools lintian fakeroot"
+PACKAGES="systemd util-linux passwd logrotate curl adduser python3-venv debhelper dh-python lintian"
 
 missing_packages() {
     for pkg in $PACKAGES; do

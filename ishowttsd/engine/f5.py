@@ -38,6 +38,7 @@ from ishowttsd.engine.spec import EngineSpec
 __all__ = ["BadInput", "BootError", "F5Engine", "Prepared", "Shapes"]
 TARGET_RMS = 0.1
 REFERENCE_CACHE_SIZE = 16
+MIN_FIRST_CHUNK_BYTES = 10  # shorter text is spoken at speed 0.3 by f5-tts's duration rule
 
 
 class BadInput(Exception):
@@ -144,7 +145,7 @@ class F5Engine:
     def prepare(self, job: Job) -> Prepared:
         """Split the job's text (a short first chunk when streaming) and size every chunk."""
         ref, spec = self.reference(job.voice), self.spec
-        first = min(spec.stream_first_chunk_bytes, spec.max_chunk_bytes) if job.stream else None
+        first = first_chunk_limit(spec) if job.stream else None
         chunks = split_text(job.text, spec.max_chunk_bytes, first)
         if not chunks:
             raise BadInput("the text is empty")
@@ -200,7 +201,7 @@ class F5Engine:
         cond = torch.stack([F.pad(r.mel, (0, 0, 0, width - r.mel.shape[0])) for r in refs]).to(self.dtype)
         cond_mask = (torch.arange(width, device=self.device)[None, :] < torch.tensor(lens, device=self.device)[:, None])
         cond = torch.where(cond_mask.unsqueeze(-1), cond, torch.zeros_like(cond))
-        exact = rows == 1 and width == totals[0]
+        exact = not compiled and rows == 1 and width == totals[0]  # compiled shapes always carry a mask
         total_t = torch.tensor(totals, device=self.device)
         mask = None if exact else torch.arange(width, device=self.device)[None, :] < total_t[:, None]
         text = list_str_to_idx(convert_char_to_pinyin([r.text + t for r, t in zip(refs, texts, strict=True)]),
@@ -251,6 +252,13 @@ class F5Engine:
     def recover(self) -> None:
         """After a failed batch: drop the text-embedding cache f5-tts may keep between steps."""
         self.model.transformer.clear_cache()
+
+
+def first_chunk_limit(spec: EngineSpec) -> int | None:
+    """The byte limit of a streamed job's first chunk; None when short first chunks are off."""
+    if spec.stream_first_chunk_bytes <= 0:
+        return None
+    return max(MIN_FIRST_CHUNK_BYTES, min(spec.stream_first_chunk_bytes, spec.max_chunk_bytes))
 
 
 def _emit(audio: np.ndarray, emit: Callable[[bytes], None]) -> int:

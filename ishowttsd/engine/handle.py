@@ -6,6 +6,7 @@ No torch here: the child imports ishowttsd.engine.worker, which imports torch on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import multiprocessing
 import threading
@@ -70,10 +71,8 @@ class WorkerHandle:
         self._deliver(self._exited, self._process.exitcode)
 
     def _deliver(self, callback: Callable[..., None], *args: object) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # loop closed during shutdown
             self.loop.call_soon_threadsafe(callback, *args)
-        except RuntimeError:  # loop closed during shutdown
-            pass
 
     def _exited(self, code: int | None) -> None:
         self.exited = True

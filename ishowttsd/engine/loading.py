@@ -39,7 +39,7 @@ def hub_file(repo: str, filename: str, allow_download: bool) -> Path:
 
     try:
         return Path(hf_hub_download(repo, filename, local_files_only=not allow_download))
-    except Exception as exc:  # noqa: BLE001 - the hub raises many types; all mean "not available"
+    except Exception as exc:
         hint = "" if allow_download else " (allow_download = false: only the local hub cache is searched)"
         raise BootError(f"cannot get {repo}/{filename}{hint}: {exc}") from exc
 

@@ -33,7 +33,7 @@ class EngineSpec:
     max_frames: int = 2048
     min_frames: int = 256
     bucket_growth: float = 1.5
-    stream_first_chunk_bytes: int = 48
+    stream_first_chunk_bytes: int = 0  # 0 = off: a streamed answer is chunked like a buffered one
     # compilation (only with compile = true)
     compile_mode: str = "reduce-overhead"
     compile_backend: str = "inductor"

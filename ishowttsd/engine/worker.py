@@ -1,8 +1,9 @@
 """The engine worker: a spawned child process that owns torch, f5-tts and the GPU.
 
 Two threads: the pipe reader answers Ping at once (with how long ago the synthesis thread last made
-progress, so a hung kernel shows as a stale progress age even though pings are answered) and
-queues Jobs; the main thread loads the engine and runs the jobs one at a time.
+progress, so a hung kernel shows as a stale progress age even though pings are answered), notes
+Cancels and queues everything else; the main thread loads and warms the engine, then serves: it
+collects the jobs that arrive within a short window and runs them in batches (engine/scheduler.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ from ishowttsd.engine.spec import EngineSpec
 STOP = object()
 
 
+def cache_environment(cache_dir: str) -> dict[str, str]:
+    """Compile caches under the state dir, so a restart reuses the last boot's compiled kernels."""
+    root = f"{cache_dir}/compile"
+    return {"TORCHINDUCTOR_CACHE_DIR": f"{root}/inductor", "TRITON_CACHE_DIR": f"{root}/triton",
+            "TORCHINDUCTOR_FX_GRAPH_CACHE": "1", "TORCHINDUCTOR_AUTOGRAD_CACHE": "1"}
+
+
 class Outbox:
     """Thread-safe sending over the pipe (reader thread and synthesis thread both send)."""
 
@@ -39,21 +47,42 @@ class WorkerState:
     def __init__(self) -> None:
         self.jobs: queue.Queue[Any] = queue.Queue()
         self.last_progress = time.monotonic()
-        self.busy_job = 0
         self.jobs_done = 0
         self.memory: Callable[[], tuple[int, int]] = lambda: (0, 0)
+        self.scheduler: Any = None  # set once serving
+        self.compiles: Callable[[], int] = lambda: 0  # graphs compiled since Ready
+        self.cancelled: set[int] = set()
+        self.lock = threading.Lock()
         self.growth: list[bytearray] = []  # fault injection: memory held on purpose
 
     def progress(self) -> None:
         self.last_progress = time.monotonic()
 
+    def take_cancelled(self) -> set[int]:
+        with self.lock:
+            taken, self.cancelled = self.cancelled, set()
+        return taken
+
+    def busy_job(self) -> int:
+        """Job id on the device; -1 = work in hand but none running; 0 = idle."""
+        scheduler = self.scheduler
+        if scheduler is not None and scheduler.running:
+            return int(scheduler.running[0])
+        in_hand = scheduler is not None and bool(scheduler.active)
+        return -1 if in_hand or self.jobs.qsize() else 0
+
 
 def pong(state: WorkerState, ping: p.Ping) -> p.Pong:
     allocated, reserved = state.memory()
+    counters = state.scheduler.counters if state.scheduler is not None else None
     return p.Pong(seq=ping.seq, rss_bytes=psutil.Process().memory_info().rss, cuda_allocated_bytes=allocated,
-                  cuda_reserved_bytes=reserved, jobs_done=state.jobs_done,
-                  busy_job=state.busy_job or (-1 if state.jobs.qsize() else 0),
-                  progress_age_s=time.monotonic() - state.last_progress)
+                  cuda_reserved_bytes=reserved, jobs_done=state.jobs_done, busy_job=state.busy_job(),
+                  progress_age_s=time.monotonic() - state.last_progress,
+                  batches_run=counters.batches_run if counters else 0,
+                  items_run=counters.items_run if counters else 0,
+                  jobs_cancelled=counters.jobs_cancelled if counters else 0,
+                  jobs_expired=counters.jobs_expired if counters else 0,
+                  compiles_after_ready=state.compiles())
 
 
 def read_pipe(conn: Connection, outbox: Outbox, state: WorkerState) -> None:
@@ -66,33 +95,13 @@ def read_pipe(conn: Connection, outbox: Outbox, state: WorkerState) -> None:
         if isinstance(message, p.Ping):
             outbox.send(pong(state, message))
             continue
-        if not state.busy_job and state.jobs.empty():
+        if isinstance(message, p.Cancel):
+            with state.lock:
+                state.cancelled.add(message.job_id)
+            continue
+        if state.busy_job() == 0 and state.jobs.empty():
             state.progress()  # an idle worker's clock starts when work arrives
         state.jobs.put(message)
-
-
-def run_job(engine: Any, job: p.Job, outbox: Outbox, state: WorkerState) -> None:
-    from ishowttsd.engine.f5 import BadInput
-
-    state.busy_job, index = job.job_id, 0
-
-    def emit(pcm: bytes) -> None:
-        nonlocal index
-        outbox.send(p.Chunk(job.job_id, index, pcm))
-        index += 1
-
-    try:
-        stats = engine.synthesize(job, emit, state.progress)
-        outbox.send(p.Done(job.job_id, stats.samples, stats.synth_s, stats.vocoder_s))
-    except (BadInput, ValueError, OSError) as exc:
-        engine.recover()
-        outbox.send(p.Error(job.job_id, "bad_input", str(exc)))
-    except Exception as exc:  # noqa: BLE001 - report, keep serving
-        engine.recover()
-        outbox.send(p.Error(job.job_id, "engine", f"{type(exc).__name__}: {exc}"))
-    finally:
-        state.busy_job, state.jobs_done = 0, state.jobs_done + 1
-        state.progress()
 
 
 def apply_fault(fault: p.Fault, state: WorkerState) -> None:
@@ -106,52 +115,106 @@ def apply_fault(fault: p.Fault, state: WorkerState) -> None:
 
 
 def boot(spec: EngineSpec, outbox: Outbox, state: WorkerState) -> Any:
+    from ishowttsd.engine.compiled import compile_engine, compiled_graphs
     from ishowttsd.engine.f5 import BootError, F5Engine
 
     started = time.monotonic()
     try:
         engine = F5Engine.load(spec)
         if spec.compile:
-            engine.compile()
-        warm(engine, spec, state)
+            compile_engine(engine, spec)
+        warm_s = warm(engine, spec, state)
     except BootError as exc:
         outbox.send(p.BootFailed(str(exc)))
         sys.exit(p.EXIT_BOOT_FAILURE)
     state.memory = engine.memory
+    at_ready = compiled_graphs()
+    state.compiles = lambda: compiled_graphs() - at_ready
+    buckets = engine.shapes.widths if engine.shapes else ()
     outbox.send(p.Ready(model=spec.model, device=str(engine.device), dtype=str(engine.dtype).removeprefix("torch."),
                         compiled=engine.compiled, compile_error=engine.compile_error,
-                        boot_s=time.monotonic() - started))
+                        boot_s=time.monotonic() - started, warm_s=warm_s, buckets=buckets,
+                        max_batch=spec.max_batch))
     return engine
 
 
-def warm(engine: Any, spec: EngineSpec, state: WorkerState) -> None:
-    """One synthesis before Ready, so the first request pays no lazy-init (or compile) cost."""
+def warm(engine: Any, spec: EngineSpec, state: WorkerState) -> float:
+    """Before Ready: every compiled shape bucket, then one real synthesis (lazy init, caches)."""
+    from ishowttsd.engine.compiled import fall_back_to_eager, warm_engine
+
     if spec.warmup_voice is None:
-        return
+        return 0.0
     job = p.Job(job_id=0, text="Warm up.", voice=spec.warmup_voice, nfe=spec.nfe, speed=1.0, seed=0)
+    started = time.monotonic()
     try:
+        warm_engine(engine, engine.reference(spec.warmup_voice), state.progress)
         engine.synthesize(job, lambda pcm: None, state.progress)
     except Exception as exc:
         if not engine.compiled:
             raise
-        engine.fall_back_to_eager(f"compiled warm-up failed: {type(exc).__name__}: {exc}")
+        fall_back_to_eager(engine, f"compiled warm-up failed: {type(exc).__name__}: {exc}"[:2000])
         engine.synthesize(job, lambda pcm: None, state.progress)
+    return time.monotonic() - started
+
+
+def start_profile(message: p.Profile, scheduler: Any, outbox: Outbox) -> None:
+    from ishowttsd.engine.profiling import TraceRecorder
+
+    try:
+        recorder = TraceRecorder(message.path, message.batches)
+    except Exception as exc:
+        outbox.send(p.ProfileDone(message.request_id, message.path, f"{type(exc).__name__}: {exc}"))
+        return
+
+    def after_batch() -> None:
+        if recorder.batch_done():
+            scheduler.after_batch = lambda: None
+            outbox.send(p.ProfileDone(message.request_id, message.path))
+
+    scheduler.after_batch = after_batch
+
+
+def handle(message: object, scheduler: Any, spec: EngineSpec, outbox: Outbox, state: WorkerState) -> bool:
+    """Act on one queued message; False when the worker should finish its jobs and exit."""
+    if message is STOP or isinstance(message, p.Retire):
+        return False
+    if isinstance(message, p.Job):
+        scheduler.add(message)
+    elif isinstance(message, p.Profile):
+        start_profile(message, scheduler, outbox)
+    elif isinstance(message, p.Fault) and spec.fault_injection:
+        apply_fault(message, state)
+    return True
+
+
+def next_message(state: WorkerState, wait_s: float | None) -> object | None:
+    try:
+        return state.jobs.get(timeout=wait_s) if wait_s is None or wait_s > 0 else state.jobs.get_nowait()
+    except queue.Empty:
+        return None
 
 
 def serve(engine: Any, spec: EngineSpec, outbox: Outbox, state: WorkerState) -> None:
-    while True:
-        message = state.jobs.get()
-        if message is STOP or isinstance(message, p.Retire):
-            return
-        if isinstance(message, p.Job):
-            run_job(engine, message, outbox, state)
-        elif isinstance(message, p.Fault) and spec.fault_injection:
-            apply_fault(message, state)
+    from ishowttsd.engine.scheduler import BatchScheduler
+
+    scheduler = BatchScheduler(engine, spec, outbox.send, state.progress)
+    state.scheduler = scheduler
+    serving = True
+    while serving or scheduler.active:
+        message = next_message(state, scheduler.wait_s())
+        while message is not None:
+            serving = serving and handle(message, scheduler, spec, outbox, state)
+            message = next_message(state, 0.0)
+        scheduler.cancel(state.take_cancelled())
+        before = len(scheduler.active)
+        scheduler.run_due()
+        state.jobs_done += max(0, before - len(scheduler.active))
 
 
 def worker_main(conn: Connection, spec: EngineSpec) -> None:
     """Entry point of the spawned process."""
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", f"{spec.cache_dir}/inductor")
+    for key, value in cache_environment(spec.cache_dir).items():
+        os.environ.setdefault(key, value)  # before torch is imported
     outbox, state = Outbox(conn), WorkerState()
     threading.Thread(target=read_pipe, args=(conn, outbox, state), name="pipe-reader", daemon=True).start()
     engine = boot(spec, outbox, state)

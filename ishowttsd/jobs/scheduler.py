@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -76,6 +77,8 @@ class JobRunner:
         if not jobs.enabled:
             log.info("jobs_disabled", reason="jobs.enabled = false; `ishowttsctl jobs run ID` still works")
             return
+        # job_done / job_failed replace APScheduler's two info lines per run (thousands a day at 30 s)
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
         self._scheduler = AsyncIOScheduler(timezone=self.timezone,
                                            job_defaults={"coalesce": True, "max_instances": 1})
         for spec in self.specs.values():

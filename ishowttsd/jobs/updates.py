@@ -29,7 +29,7 @@ UPDATES_FILE = "updates.json"
 OWN_DISTRIBUTION = "ishowttsd"
 ENGINE_PACKAGES = ("torch", "torchaudio", "f5-tts", "vocos")
 PIP_INDEX = (sys.executable, "-m", "pip", "index", "versions")
-PIP_OPTIONS = ("--json", "--retries", "1", "--timeout", "15", "--disable-pip-version-check")
+PIP_OPTIONS = ("--json", "--retries", "1", "--timeout", "15", "--no-cache-dir", "--disable-pip-version-check")
 COMMAND_TIMEOUT_S = 90.0
 NETWORK_HINTS = ("NewConnectionError", "Failed to establish", "Could not fetch URL", "Retrying (",
                  "Temporary failure in name resolution", "Name or service not known", "Read timed out",
@@ -128,6 +128,8 @@ class UpdateChecker:
             if offline:
                 return {"result": "could not check", "reason": offline, "packages": rows}
             rows.append(row)
+        if rows and all("error" in row for row in rows):  # e.g. "No module named pip": nothing was checked
+            return {"result": "could not check", "reason": rows[0]["error"], "packages": rows}
         return {"result": "checked", "reason": "", "packages": rows}
 
     def _query(self, name: str) -> tuple[dict[str, Any], str | None]:

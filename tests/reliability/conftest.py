@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, Phase, settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from reliability_support import DaemonProcess, start_daemon  # noqa: E402
+from reliability_support import DaemonProcess, start_daemon
 
 # One hypothesis case talks to a real daemon over a socket: no per-case deadline, no shrinking of
 # slow examples into timeouts, and no complaints that a module-scoped daemon is a fixture.

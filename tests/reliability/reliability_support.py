@@ -21,7 +21,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from daemon_harness import DaemonProcess, Reply, request, write_config  # noqa: E402
+from daemon_harness import DaemonProcess, Reply, request, write_config
 
 __all__ = ["DaemonProcess", "LoadResult", "Reply", "TreeEntry", "request", "run_load", "scan_tree",
            "snapshot_tree", "start_daemon", "wait_for", "worker_pid"]

@@ -88,8 +88,10 @@ class SystemdInstance:
         self.cgroup.kill_and_remove()
         if self._launcher is not None:
             self._launcher.wait(timeout=EXIT_TIMEOUT_S)
-        self._check_no_leftovers()
-        shutil.rmtree(self.work, ignore_errors=True)
+        try:
+            self._check_no_leftovers()
+        finally:
+            shutil.rmtree(self.work, ignore_errors=True)
 
     def console_log(self) -> str:
         return (self.work / "console.log").read_text(errors="replace")

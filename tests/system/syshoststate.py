@@ -16,12 +16,13 @@ from syscgroup import leftover_cgroups
 WATCHED_PATHS = (
     "/etc/ishowttsd", "/var/lib/ishowttsd", "/var/log/ishowttsd", "/opt/ishowttsd", "/run/ishowttsd",
     "/lib/systemd/system/ishowttsd.service", "/etc/logrotate.d/ishowttsd",
-    "/usr/lib/tmpfiles.d/ishowttsd.conf", "/usr/lib/python3/dist-packages/ishowttsd",
+    "/usr/lib/tmpfiles.d/ishowttsd.conf", "/usr/lib/ishowttsd", "/etc/systemd/system/ishowttsd.service.d",
     "/usr/sbin/ishowttsd-setup-venv", "/usr/bin/ishowttsctl", "/dev/log",
     "/etc/systemd/system/multi-user.target.wants/ishowttsd.service",
 )
 HARNESS_MARKERS = ("ishowttsd-systest", "/run/harness")
 ACCOUNT_FILES = ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow")
+SCRATCH_PATTERNS = ("ishowttsd-systest-*", "ishowttsd-debian-build-*")
 
 
 @dataclass(frozen=True)
@@ -32,19 +33,24 @@ class HostSnapshot:
     accounts: str
     paths: frozenset[str]
     dpkg: str
+    scratch: frozenset[str]
 
     @classmethod
     def take(cls) -> HostSnapshot:
         return cls(mounts=_mount_points(), cgroups=tuple(map(str, leftover_cgroups())),
                    processes=_harness_processes(), accounts=_accounts_digest(),
                    paths=frozenset(p for p in WATCHED_PATHS if Path(p).exists() or Path(p).is_symlink()),
-                   dpkg=_dpkg_status("ishowttsd"))
+                   dpkg=_dpkg_status("ishowttsd"), scratch=_scratch_dirs())
 
 
 def differences(before: HostSnapshot, after: HostSnapshot) -> list[str]:
     """One line per field that changed."""
     return [f"{f.name}: {getattr(before, f.name)!r} -> {getattr(after, f.name)!r}"
             for f in fields(HostSnapshot) if getattr(before, f.name) != getattr(after, f.name)]
+
+
+def _scratch_dirs() -> frozenset[str]:
+    return frozenset(str(p) for pattern in SCRATCH_PATTERNS for p in Path("/tmp").glob(pattern))
 
 
 def _mount_points() -> frozenset[str]:

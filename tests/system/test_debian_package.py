@@ -31,7 +31,7 @@ ACCOUNT_FILES = ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow")
 @pytest.fixture(scope="session")
 def deb() -> Iterator[Path]:
     """One package per session, built in a throw-away copy of the tree (no debris anywhere)."""
-    workdir = Path(tempfile.mkdtemp(prefix="ishowttsd-debian-build-"))
+    workdir = Path(tempfile.mkdtemp(prefix="ishowttsd-debian-build-", dir="/tmp"))
     try:
         yield build_package(REPO, workdir)
     finally:

@@ -57,6 +57,12 @@ def test_a_missing_pip_could_not_check() -> None:
     assert report["result"] == "could not check" and "FileNotFoundError" in report["reason"]
 
 
+def test_a_python_without_pip_could_not_check() -> None:
+    no_pip = UpdateChecker(command=(sys.executable, "-m", "no_such_pip_module", "index", "versions"))
+    report = no_pip.check(["torch", "vocos"])
+    assert report["result"] == "could not check" and "No module named no_such_pip_module" in report["reason"]
+
+
 async def test_job_writes_updates_json_and_never_installs(tmp_path: Path) -> None:
     calls: list[list[str]] = []
 

@@ -1,0 +1,77 @@
+"""torch.compile for the engine: the flow step and the vocoder's backbone/head, warmed per bucket.
+
+The step is compiled once with dynamic shapes (one Inductor graph for every (rows, width)), in
+mode "reduce-overhead" by default, so each warmed bucket replays its own CUDA graph. The vocoder
+never runs inside CUDA graphs (its outputs would be overwritten by the next replay) and is
+compiled in Inductor's default mode with a dynamic length. Every shape a request can take is run
+before Ready, so no compilation happens while serving; any failure falls back to eager (R24),
+with the reason kept in `engine.compile_error` (Ready → /v1/status, metrics).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import torch
+
+from ishowttsd.engine.batcher import batch_buckets
+from ishowttsd.engine.f5 import F5Engine, Reference, Shapes
+from ishowttsd.engine.spec import EngineSpec, shape_buckets
+
+WARM_NFE = 3  # CUDA graph trees: a warm-up run, a recording, a replay per shape
+VOCODER_WARM_FRAMES = (64, 200)
+GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+def compiled_graphs() -> int:
+    """How many graphs dynamo has compiled in this process so far."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def compile_engine(engine: F5Engine, spec: EngineSpec) -> None:
+    """Wrap the step and the vocoder in torch.compile (lazy: errors surface in warm_engine)."""
+    try:
+        options: dict[str, object] = {"backend": spec.compile_backend, "dynamic": True}
+        vocoder_options = dict(options)
+        if spec.compile_backend == "inductor":
+            options["mode"] = spec.compile_mode
+        engine.step = torch.compile(engine.step_eager, **options)
+        engine.backbone = torch.compile(engine.vocoder.backbone, **vocoder_options)
+        engine.head = torch.compile(engine.vocoder.head, **vocoder_options)
+    except Exception as exc:
+        fall_back_to_eager(engine, f"torch.compile failed: {type(exc).__name__}: {exc}")
+        return
+    if spec.compile_backend == "inductor" and spec.compile_mode in GRAPH_MODES:
+        engine.before_step = torch.compiler.cudagraph_mark_step_begin
+    engine.shapes = Shapes(shape_buckets(spec), batch_buckets(spec.max_batch))
+    engine.compiled = True
+
+
+def fall_back_to_eager(engine: F5Engine, reason: str) -> None:
+    engine.step, engine.backbone, engine.head = engine.step_eager, engine.vocoder.backbone, engine.vocoder.head
+    engine.before_step = lambda: None
+    engine.shapes, engine.compiled, engine.compile_error = None, False, reason
+
+
+def warm_references(ref: Reference, widths: tuple[int, ...]) -> list[tuple[Reference, int]]:
+    """(reference cropped to fit, width) for each bucket: every width is warmed whatever the voice."""
+    return [(replace(ref, mel=ref.mel[: max(1, min(ref.mel.shape[0], width // 2))]), width) for width in widths]
+
+
+def warm_engine(engine: F5Engine, ref: Reference, progress: Callable[[], None]) -> float:
+    """Run every (rows, width) bucket and a few vocoder lengths; returns the seconds it took."""
+    started = time.monotonic()
+    if engine.shapes is None:
+        return 0.0
+    for cropped, width in warm_references(ref, engine.shapes.widths):
+        for rows in engine.shapes.rows:
+            generators = [torch.Generator(device=engine.device).manual_seed(i) for i in range(rows)]
+            engine.sample([cropped] * rows, ["Warm up."] * rows, [width] * rows, WARM_NFE, generators, progress)
+    for frames in (*VOCODER_WARM_FRAMES, max(engine.shapes.widths)):
+        engine.vocode(torch.randn(frames, engine.model.num_channels, device=engine.device))
+        progress()
+    return time.monotonic() - started

@@ -1,0 +1,170 @@
+"""The worker's dynamic batching: jobs in hand, chunk by chunk, grouped by plan_batches.
+
+Every job in hand offers its next text chunk as one PendingItem (arrived at the job's arrival, so
+a job's later chunks go ahead of newer jobs); plan_batches groups them by (width bucket, NFE) and
+says which groups are due (full, waited batch_window, or near a deadline). Each due group runs as
+one batched sample; each item's audio goes out at once as that job's next Chunk, and a job whose
+last chunk is done gets its Done. Batching whole jobs chunk by chunk keeps every job's noise
+stream and cross-fades identical to running it alone.
+
+No torch here: the engine is passed in (F5Engine or a fake with prepare/run_batch/recover).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ishowttsd.engine import protocol as p
+from ishowttsd.engine.batcher import PendingItem, plan_batches
+from ishowttsd.engine.joiner import CrossfadeJoiner, to_pcm16
+from ishowttsd.engine.spec import EngineSpec, shape_buckets
+
+BAD_INPUT = (ValueError, OSError, LookupError)
+
+
+@dataclass
+class ActiveJob:
+    job: p.Job
+    prepared: Any
+    joiner: CrossfadeJoiner
+    arrived_s: float
+    next_chunk: int = 0
+    sent: int = 0  # Chunk messages sent
+    samples: int = 0
+    synth_s: float = 0.0
+    vocoder_s: float = 0.0
+    batch_size: int = 1
+
+    @property
+    def frames(self) -> int:
+        return int(self.prepared.frames[self.next_chunk])
+
+    @property
+    def finished(self) -> bool:
+        return self.next_chunk >= len(self.prepared.frames)
+
+
+@dataclass
+class BatchCounters:
+    batches_run: int = 0
+    items_run: int = 0
+    jobs_cancelled: int = 0
+    jobs_expired: int = 0
+    sizes: Counter[int] = field(default_factory=Counter)
+
+
+class BatchScheduler:
+    def __init__(self, engine: Any, spec: EngineSpec, send: Callable[[object], None],
+                 progress: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.engine, self.spec, self.send, self.progress, self.clock = engine, spec, send, progress, clock
+        shapes = getattr(engine, "shapes", None)
+        self.buckets = shapes.widths if shapes is not None else shape_buckets(spec)
+        self.active: dict[int, ActiveJob] = {}
+        self.counters = BatchCounters()
+        self.running: tuple[int, ...] = ()  # job ids of the batch on the device now
+        self.after_batch: Callable[[], None] = lambda: None  # profiler hook
+        self._crossfade = int(spec.crossfade_ms * p.SAMPLE_RATE / 1000)
+
+    # ---- arrivals and departures -------------------------------------------------------------
+    def add(self, job: p.Job) -> None:
+        try:
+            prepared = self.engine.prepare(job)
+        except Exception as exc:
+            code = "bad_input" if _is_bad_input(exc) else "engine"
+            self.send(p.Error(job.job_id, code, str(exc) or type(exc).__name__))
+            return
+        self.active[job.job_id] = ActiveJob(job, prepared, CrossfadeJoiner(self._crossfade), self.clock())
+
+    def cancel(self, job_ids: set[int]) -> None:
+        for job_id in job_ids & self.active.keys():
+            del self.active[job_id]
+            self.counters.jobs_cancelled += 1
+
+    # ---- planning ------------------------------------------------------------------------------
+    def _pending(self) -> list[PendingItem]:
+        return [PendingItem(job_id, a.job.nfe, a.frames, a.arrived_s, a.job.deadline_s)
+                for job_id, a in self.active.items()]
+
+    def _plan(self, now_s: float) -> Any:
+        return plan_batches(self._pending(), now_s, max_batch=self.spec.max_batch,
+                            window_s=self.spec.batch_window_ms / 1000, buckets=self.buckets, deadline_margin_s=0.0)
+
+    def wait_s(self) -> float | None:
+        """How long the worker may block for messages: None = idle, 0 = work is due now."""
+        if not self.active:
+            return None
+        plan = self._plan(self.clock())
+        return 0.0 if plan.batches or plan.expired or plan.oversized else plan.wait_s
+
+    def run_due(self) -> int:
+        """Expire, then run every due batch; returns how many batches ran."""
+        plan = self._plan(self.clock())
+        for job_id in plan.expired:
+            self._expire(job_id)
+        groups = [((job_id,), self.active[job_id].job.nfe) for job_id in plan.oversized]
+        groups += [(batch.job_ids, batch.nfe) for batch in plan.batches]
+        for job_ids, nfe in groups:
+            self._run([j for j in job_ids if j in self.active], nfe)
+        return len(groups)
+
+    def _expire(self, job_id: int) -> None:
+        del self.active[job_id]
+        self.counters.jobs_expired += 1
+        self.send(p.Error(job_id, "deadline", "dropped unstarted: the request's deadline passed"))
+
+    # ---- running -------------------------------------------------------------------------------
+    def _run(self, job_ids: list[int], nfe: int) -> None:
+        if not job_ids:
+            return
+        jobs = [self.active[j] for j in job_ids]
+        self.running = tuple(job_ids)
+        try:
+            out = self.engine.run_batch([(a.prepared, a.next_chunk) for a in jobs], nfe, self.progress)
+        except Exception as exc:
+            self.engine.recover()
+            self._fail_batch(job_ids, exc)
+            return
+        finally:
+            self.running = ()
+            self.progress()
+        self._count(len(jobs))
+        for active, wave in zip(jobs, out.waves, strict=True):
+            if active.job.job_id in self.active:  # cancelled meanwhile: output discarded
+                self._deliver(active, wave, out.synth_s, out.vocoder_s / len(jobs), len(jobs))
+        self.after_batch()
+
+    def _count(self, size: int) -> None:
+        self.counters.batches_run += 1
+        self.counters.items_run += size
+        self.counters.sizes[size] += 1
+
+    def _fail_batch(self, job_ids: list[int], exc: Exception) -> None:
+        code = "bad_input" if _is_bad_input(exc) and len(job_ids) == 1 else "engine"
+        for job_id in job_ids:
+            if self.active.pop(job_id, None) is not None:
+                self.send(p.Error(job_id, code, f"{type(exc).__name__}: {exc}"))
+
+    def _deliver(self, active: ActiveJob, wave: Any, synth_s: float, vocoder_s: float, size: int) -> None:
+        active.synth_s += synth_s
+        active.vocoder_s += vocoder_s
+        active.batch_size = max(active.batch_size, size)
+        active.next_chunk += 1
+        self._emit(active, active.joiner.push(wave))
+        if active.finished:
+            self._emit(active, active.joiner.finish())
+            del self.active[active.job.job_id]
+            self.send(p.Done(active.job.job_id, active.samples, active.synth_s, active.vocoder_s, active.batch_size))
+
+    def _emit(self, active: ActiveJob, audio: Any) -> None:
+        if len(audio):
+            self.send(p.Chunk(active.job.job_id, active.sent, to_pcm16(audio)))
+            active.sent += 1
+            active.samples += len(audio)
+
+
+def _is_bad_input(exc: Exception) -> bool:
+    return isinstance(exc, BAD_INPUT) or type(exc).__name__ == "BadInput"

@@ -1,0 +1,193 @@
+"""Worker faults under load, with figures: SIGKILL, hang, memory growth (real daemon, tiny model).
+
+The watchdog path (the daemon's own event loop hangs → systemd kills and restarts the unit) is
+tests/system/test_service_lifecycle.py::test_hung_daemon_is_killed_by_the_watchdog_and_restarted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from reliability_support import (
+    FAST,
+    TINY_TEXT,
+    DaemonProcess,
+    LoadResult,
+    request,
+    run_load,
+    start_daemon,
+    wait_for,
+    worker_pid,
+)
+
+DEADLINE_S = 30.0  # [limits] request_timeout_s of these daemons
+CLIENT_SLACK_S = 5.0  # a request may take its deadline plus this, never more
+ENGINE_BACK_S = 5.0  # issue 7: the engine is back within 5 s of a SIGKILL
+TOTAL, CONCURRENCY, KILL_AFTER = 200, 8, 40
+# Short enough for a quick hang test, long enough that a busy 2-core box is not taken for a hang.
+HEARTBEAT_S, PING_S = 10.0, 0.5
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def fault_daemon(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[DaemonProcess]:
+    daemon = start_daemon(tmp_path_factory.mktemp("faults"), models_dir, daemon={"fault_injection": True},
+                          engine={"heartbeat_timeout_s": HEARTBEAT_S, "ping_interval_s": PING_S},
+                          limits={"request_timeout_s": DEADLINE_S})
+    yield daemon
+    assert daemon.stop() == 0, daemon.log()[-3000:]
+
+
+class EngineWatch:
+    """Polls /v1/status from a thread: when the engine left `old_pid` and when it was ready again."""
+
+    def __init__(self, daemon: DaemonProcess, old_pid: int) -> None:
+        self.daemon, self.old_pid = daemon, old_pid
+        self.left_at: float | None = None
+        self.back_at: float | None = None
+        self.new_pid: int | None = None
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        deadline = time.monotonic() + 120
+        while self.back_at is None and time.monotonic() < deadline:
+            engine = self.daemon.status()["engine"]
+            now = time.monotonic()
+            if self.left_at is None and (engine["state"] != "ready" or engine["pid"] != self.old_pid):
+                self.left_at = now
+            if engine["state"] == "ready" and engine["pid"] not in (None, self.old_pid):
+                self.back_at, self.new_pid = now, engine["pid"]
+            time.sleep(0.05)
+
+    def join(self) -> None:
+        self._thread.join(130)
+
+
+def check_answers(result: LoadResult) -> None:
+    """Every request answered in time, with 200 or 503 + Retry-After (never a hang, never a reset)."""
+    assert set(result.by_status()) <= {200, 503}, result.by_status()
+    for outcome in result.outcomes:
+        if outcome.status == 503:
+            assert outcome.retry_after and int(outcome.retry_after) >= 1, outcome
+    assert result.slowest_s <= DEADLINE_S + CLIENT_SLACK_S, result.slowest_s
+
+
+def load_average() -> str:
+    return "load average " + " ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+def test_sigkill_during_200_requests_at_concurrency_8(fault_daemon: DaemonProcess) -> None:
+    killed: dict[str, object] = {}
+
+    def kill_once(answered: int) -> None:
+        if answered == KILL_AFTER and not killed:
+            pid = worker_pid(fault_daemon)
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            killed.update(at=time.monotonic(), pid=pid, watch=EngineWatch(fault_daemon, pid))
+
+    result = run_load(fault_daemon.socket, TOTAL, CONCURRENCY, {"text": TINY_TEXT, **FAST},
+                      DEADLINE_S + CLIENT_SLACK_S + 5, kill_once)
+    watch = killed["watch"]
+    assert isinstance(watch, EngineWatch)
+    watch.join()
+    assert watch.back_at is not None, fault_daemon.status()["engine"]
+    back_s = watch.back_at - float(killed["at"])  # type: ignore[arg-type]
+    print(f"\nFIGURE sigkill: {TOTAL} requests at concurrency {CONCURRENCY}, worker SIGKILLed after "
+          f"{KILL_AFTER} answers: statuses {result.by_status()}, slowest {result.slowest_s:.2f}s "
+          f"(deadline {DEADLINE_S:.0f}s), engine back {back_s:.2f}s after the kill "
+          f"(pid {killed['pid']} -> {watch.new_pid}); {load_average()}")
+    check_answers(result)
+    assert 1 <= result.count(503) <= CONCURRENCY, "the kill should fail only the work in hand"
+    assert back_s <= ENGINE_BACK_S, f"engine back after {back_s:.1f}s (> {ENGINE_BACK_S}s)"
+
+
+def test_hung_worker_is_recycled_and_no_request_waits_past_its_deadline(fault_daemon: DaemonProcess) -> None:
+    old_pid = worker_pid(fault_daemon)
+    assert old_pid is not None
+    injected = request(fault_daemon.socket, "POST", "/v1/admin/fault", {"kind": "hang", "amount": 3600})
+    assert injected.status == 200, injected.body
+    hung_at = time.monotonic()
+    watch = EngineWatch(fault_daemon, old_pid)
+    result = run_load(fault_daemon.socket, 16, 4, {"text": TINY_TEXT, **FAST}, DEADLINE_S + CLIENT_SLACK_S + 5)
+    watch.join()
+    assert watch.left_at is not None and watch.back_at is not None, fault_daemon.status()["engine"]
+    detect_s, back_s = watch.left_at - hung_at, watch.back_at - watch.left_at
+    print(f"\nFIGURE hang: detected after {detect_s:.2f}s (heartbeat_timeout_s {HEARTBEAT_S}, ping "
+          f"{PING_S}s), engine back {back_s:.2f}s after detection; 16 requests at concurrency 4: "
+          f"{result.by_status()}, slowest {result.slowest_s:.2f}s; {load_average()}")
+    check_answers(result)
+    assert not psutil_alive(old_pid), "the hung worker is still running"
+    assert detect_s <= HEARTBEAT_S + 2 * PING_S + 1.0
+    assert back_s <= ENGINE_BACK_S, f"engine back {back_s:.1f}s after the hang was detected"
+    assert "hung" in str(fault_daemon.status()["engine"]["last_restart"])
+
+
+def psutil_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+MIB = 1024 * 1024
+GROW_MIB, CEILING_ABOVE_MIB = 300, 150
+
+
+def test_memory_growth_recycles_the_worker_with_zero_failed_requests(tmp_path: Path, models_dir: Path) -> None:
+    daemon = start_daemon(tmp_path, models_dir, daemon={"fault_injection": True},
+                          jobs={"enabled": True, "sample_interval_s": 1, "leak_window": 6,
+                                "leak_slope_mib_per_hour": 1e9, "rss_ceiling_mib": 0},
+                          gpu={"backend": "none", "lock_clocks": False})
+    try:
+        assert request(daemon.socket, "GET", "/v1/jobs").status == 200, "the job runner is not wired"
+        memory_growth_scenario(daemon, tmp_path)
+    finally:
+        daemon.stop()
+
+
+def memory_growth_scenario(daemon: DaemonProcess, directory: Path) -> None:
+    rss = wait_for(lambda: daemon.status()["engine"]["worker_rss_bytes"], 30, "a worker RSS reading")
+    ceiling_mib = rss // MIB + CEILING_ABOVE_MIB
+    daemon.config.write_text(daemon.config.read_text().replace("rss_ceiling_mib = 0",
+                                                                f"rss_ceiling_mib = {ceiling_mib}"))
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: daemon.status().get("reload", {}).get("result") == "applied", 30, "the reload")
+    old_pid = worker_pid(daemon)
+    assert request(daemon.socket, "POST", "/v1/admin/fault", {"kind": "grow_memory",
+                                                              "amount": GROW_MIB * MIB}).status == 200
+    grown_at = time.monotonic()
+    stop = threading.Event()
+    results: list[LoadResult] = []
+    loader = threading.Thread(target=lambda: results.extend(steady_load(daemon, stop)))
+    loader.start()
+    try:
+        wait_for(lambda: worker_pid(daemon) not in (None, old_pid), 60, "the leak recycle")
+        recycled_s = time.monotonic() - grown_at
+        time.sleep(2.0)
+    finally:
+        stop.set()
+        loader.join(60)
+    merged = LoadResult([o for r in results for o in r.outcomes])
+    engine = daemon.status()["engine"]
+    print(f"\nFIGURE leak: worker rss {rss / MIB:.0f} MiB, ceiling {ceiling_mib} MiB, +{GROW_MIB} MiB "
+          f"injected; recycled after {recycled_s:.1f}s ({engine['last_restart']}); requests meanwhile "
+          f"{merged.by_status()}")
+    assert merged.outcomes and merged.by_status() == {200: len(merged.outcomes)}
+    assert str(engine["last_restart"]).startswith("leak")
+
+
+def steady_load(daemon: DaemonProcess, stop: threading.Event) -> list[LoadResult]:
+    batches = []
+    while not stop.is_set():
+        batches.append(run_load(daemon.socket, 4, 2, {"text": TINY_TEXT, **FAST}, DEADLINE_S + CLIENT_SLACK_S))
+    return batches
