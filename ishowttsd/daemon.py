@@ -76,6 +76,7 @@ class Daemon:
         self.engine = build_engine(config, self.voices, self.metrics, self.traffic)
         self.supervisor = build_supervisor(config, self.engine, self.notifier, self.voices, self.status_line)
         self.reloader = Reloader(self, reload_config, build_config_store(config, config_path))
+        self.reloader.remember_running("boot")  # the file as just loaded is the first rollback target
         self.jobs = build_job_runner(get_config=lambda: self.config, engine=self.engine, metrics=self.metrics,
                                      config_store=self.reloader.store, status_sources=self.sources,
                                      traffic=self.traffic)
@@ -155,7 +156,6 @@ class Daemon:
             self.exit_code = EXIT_ENGINE_BOOT
             return False
         await self.supervisor.run_canary()
-        await asyncio.to_thread(self.reloader.remember_running, "boot")
         self.jobs.start()
         self.notifier.ready(self.status_line())
         log.info("ready", socket=self.config.daemon.socket, **self.engine.info())

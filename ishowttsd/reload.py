@@ -45,10 +45,15 @@ class Reloader:
     def snapshot(self) -> dict[str, Any]:
         return dict(self.last)
 
+    def backup_file(self, reason: str) -> str | None:
+        """Back up the config file as it is now; call right after reading it, so the copy is what was loaded."""
+        if self.store is None or not self.store.config_path.exists():
+            return None
+        return self.store.backup(reason).id
+
     def remember_running(self, reason: str) -> None:
-        """Back up the config file the daemon runs with now (the rollback target)."""
-        if self.store is not None and self.store.config_path.exists():
-            self.last_good_backup = self.store.backup(reason).id
+        """Mark the file as just loaded as the rollback target."""
+        self.last_good_backup = self.backup_file(reason)
 
     async def reload(self) -> bool:
         notifier = self.daemon.notifier
@@ -65,9 +70,10 @@ class Reloader:
             candidate = await asyncio.to_thread(self.load)
         except ConfigError as exc:
             return self._result("rejected", str(exc))
+        candidate_backup = await asyncio.to_thread(self.backup_file, "reload")
         new = keep_restart_only(old, candidate)
         if await self._apply(old, new):
-            self.remember_running("reload")
+            self.last_good_backup = candidate_backup
             return self._result("applied", "", needs_restart=restart_only_changes(old, candidate))
         await self._roll_back(old)
         return self._result("rolled_back", "the new config failed its health check; previous config restored")

@@ -199,7 +199,7 @@ def engine_info(client: EngineClient) -> dict[str, object]:
     waiting = len(client.admission.waiting)
     return {
         "state": client.state, "detail": client.detail, "pid": handle.pid if handle else None,
-        "model": client.spec.model, "random_weights": client.spec.random_weights,
+        "model": client.spec.model, "random_weights": client.spec.random_weights, "nfe": client.spec.nfe,
         "device": ready.device if ready else None, "dtype": ready.dtype if ready else None,
         "compiled": ready.compiled if ready else None, "compile_error": ready.compile_error if ready else "",
         "boot_s": ready.boot_s if ready else None, "warm_s": ready.warm_s if ready else None,

@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from daemon_harness import DaemonProcess, write_config
+from daemon_harness import DaemonProcess, start_daemon
 
 
 @pytest.fixture(scope="session")
@@ -24,14 +24,6 @@ def shared_daemon(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) ->
     daemon = start_daemon(directory, models_dir)
     yield daemon
     assert daemon.stop() == 0, daemon.log()[-3000:]
-
-
-def start_daemon(directory: Path, models_dir: Path, env: dict[str, str] | None = None,
-                 **sections: dict[str, object]) -> DaemonProcess:
-    config = write_config(directory, models_dir, **sections)
-    daemon = DaemonProcess(config, str(directory / "ishowttsd.sock"), directory / "daemon.log", env or {})
-    daemon.start().wait_ready()
-    return daemon
 
 
 @pytest.fixture

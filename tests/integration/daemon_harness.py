@@ -126,3 +126,12 @@ class DaemonProcess:
             self.process.kill()
             self.process.wait()
             raise
+
+
+def start_daemon(directory: Path, models_dir: Path, env: dict[str, str] | None = None,
+                 **sections: dict[str, Any]) -> DaemonProcess:
+    """Start a real daemon with the tiny model under `directory` and wait until /readyz answers."""
+    config = write_config(directory, models_dir, **sections)
+    daemon = DaemonProcess(config, str(directory / "ishowttsd.sock"), directory / "daemon.log", env or {})
+    daemon.start().wait_ready()
+    return daemon

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import start_daemon
-from daemon_harness import DaemonProcess, request
+from daemon_harness import DaemonProcess, request, start_daemon
 
 from ishowttsd.ctl.cli import main as ctl_main
 

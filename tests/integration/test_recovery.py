@@ -8,8 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import start_daemon
-from daemon_harness import DaemonProcess, request
+from daemon_harness import DaemonProcess, request, start_daemon
 
 LONG = "This line keeps the worker busy for a while. " * 12
 

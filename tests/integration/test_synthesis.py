@@ -93,7 +93,7 @@ def test_limits_and_bad_json_give_json_errors(shared_daemon: DaemonProcess) -> N
 
 
 def test_user_text_is_not_logged_at_info(tmp_path, models_dir) -> None:
-    from conftest import start_daemon
+    from daemon_harness import start_daemon
 
     daemon = start_daemon(tmp_path, models_dir, logging={"format": "json", "level": "info"})
     try:

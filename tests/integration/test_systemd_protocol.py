@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import start_daemon
-from daemon_harness import DaemonProcess, request
+from daemon_harness import DaemonProcess, request, start_daemon
 
 
 class NotifyListener:

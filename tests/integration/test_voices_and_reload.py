@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-from conftest import start_daemon
-from daemon_harness import DaemonProcess, request
+from daemon_harness import DaemonProcess, request, start_daemon
 
 from ishowttsd.voices import find_default_reference
 
@@ -84,7 +83,7 @@ def test_reload_of_engine_settings_recycles_the_worker(fresh_daemon: DaemonProce
     text = fresh_daemon.config.read_text().replace('model = "tiny"', 'model = "tiny"\ncrossfade_ms = 80')
     fresh_daemon.config.write_text(text)
     fresh_daemon.signal(signal.SIGHUP)
-    wait_reload(fresh_daemon, "applied", timeout_s=120)
+    wait_reload(fresh_daemon, "applied", timeout_s=300)
     engine = fresh_daemon.status()["engine"]
     assert engine["pid"] != old_pid and engine["state"] == "ready"
 
@@ -106,7 +105,7 @@ def test_reload_of_a_broken_engine_rolls_back(tmp_path: Path, models_dir: Path) 
         bogus = tmp_path / "nope.pt"
         daemon.config.write_text(good.decode().replace('model = "tiny"', f'model = "{bogus}"'))
         daemon.signal(signal.SIGHUP)
-        wait_reload(daemon, "rolled_back", timeout_s=180)
+        wait_reload(daemon, "rolled_back", timeout_s=300)
         assert daemon.config.read_bytes() == good  # rollback restored the file byte for byte
         assert request(daemon.socket, "POST", "/v1/tts", {"text": "Still serving."}).status == 200
     finally:

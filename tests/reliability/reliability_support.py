@@ -21,10 +21,11 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from daemon_harness import DaemonProcess, Reply, request, write_config
+from daemon_harness import DaemonProcess, Reply, UnixHTTPConnection, request, write_config
 
-__all__ = ["DaemonProcess", "LoadResult", "Reply", "TreeEntry", "request", "run_load", "scan_tree",
-           "snapshot_tree", "start_daemon", "wait_for", "worker_pid"]
+__all__ = ["DaemonProcess", "LoadResult", "Reply", "TreeEntry", "UnixHTTPConnection", "request", "run_load",
+           "scan_tree", "snapshot_tree", "start_daemon", "stop_quietly", "tts", "wait_for", "worker_pid",
+           "write_config"]
 
 TINY_TEXT = "Hi there."
 FAST = {"nfe": 2}

@@ -28,7 +28,7 @@ START_TIMEOUT_S = 240.0
 def daemon_config(max_text_chars: int = 2000) -> str:
     """The test configuration: tiny offline model on the CPU, fault injection on."""
     return (
-        "[daemon]\nfault_injection = true\n\n"
+        "[daemon]\nfault_injection = true\ndrain_timeout_s = 40.0\n\n"
         '[engine]\nmodel = "tiny"\ndevice = "cpu"\n\n'
         f"[limits]\nmax_text_chars = {max_text_chars}\n"
     )
@@ -80,7 +80,13 @@ def synthesize(sd: SystemdInstance, text: str, user: str | None = None) -> tuple
 
 
 def ready_now(sd: SystemdInstance) -> bool:
-    return request(sd, "/readyz", timeout=5).status == 200
+    return request(sd, "/readyz", timeout=30).status == 200
+
+
+def daemon_status(sd: SystemdInstance) -> dict[str, Any]:
+    """GET /v1/status as a dict; {} when the daemon does not answer (yet)."""
+    reply = request(sd, "/v1/status", timeout=30)
+    return reply.json() if reply.status == 200 else {}
 
 
 def socket_ls(sd: SystemdInstance) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from harness import SystemdInstance
-from sysdaemon import CONFIG, SERVICE, daemon_config, request, start_and_wait, synthesize
+from sysdaemon import CONFIG, SERVICE, daemon_config, daemon_status, request, start_and_wait, synthesize
 from sysjournal import Entry, daemon_entries, entries, first_index
 
 pytestmark = pytest.mark.system
@@ -17,10 +17,10 @@ def reload_and_wait(sd: SystemdInstance, result: str) -> dict[str, object]:
     """`systemctl reload`, then wait for the daemon to report `result` (reload returns before
     the daemon has handled SIGHUP) and for the unit to be active again."""
     sd.systemctl("reload", SERVICE)
-    sd.wait_for(lambda: request(sd, "/v1/status").json()["reload"]["result"] == result,
+    sd.wait_for(lambda: daemon_status(sd).get("reload", {}).get("result") == result,
                 RELOAD_WAIT_S, f"reload result {result}")
     sd.wait_active(SERVICE, RELOAD_WAIT_S)
-    return request(sd, "/v1/status").json()["reload"]
+    return daemon_status(sd)["reload"]
 
 
 def notifications(journal: list[Entry], pid: str) -> list[str]:
