@@ -59,6 +59,22 @@ def append_jsonl_bounded(path: Path | str, record: dict[str, Any], max_lines: in
     atomic_write_text(path, "".join(line + "\n" for line in kept[-max_lines:]))
 
 
+def append_jsonl_line(path: Path | str, record: dict[str, Any], mode: int = 0o640) -> None:
+    """Append one JSON record as one whole line with a single O_APPEND write, then fsync.
+
+    The file is opened by name for every record, so an external rename rotation (logrotate
+    without copytruncate) loses and duplicates nothing: each line lands in exactly one file.
+    A reader may see a torn last line only after a crash mid-write; read_jsonl skips it.
+    """
+    line = (_encode_record(record) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
     """All JSON objects of a JSON-lines file, oldest first; a missing file gives [].
 

@@ -21,14 +21,13 @@ from typing import Any
 import structlog
 
 from ishowttsd.decide.regression import RegressionReport, check_benchmark
-from ishowttsd.fsutil import append_jsonl_bounded, atomic_write_bytes, read_jsonl
+from ishowttsd.fsutil import append_jsonl_line, atomic_write_bytes, read_jsonl
 from ishowttsd.jobs.bench_plot import render_history_png
 from ishowttsd.jobs.context import JobContext, JobOutcome, set_degraded
 
 log = structlog.get_logger(__name__)
 BENCH_HISTORY = "bench_history.jsonl"
 BENCH_PLOT = "bench_history.png"
-BENCH_HISTORY_MAX = 10_000
 BENCH_FIELDS = ("model", "device", "nfe", "compiled", "rtf_mean", "rtf_p95", "latency_p95_s", "throughput")
 SWEEP_NFE = (8, 12, 16, 32)
 WEEKLY_RUNS = 5  # R29: at least 5 runs
@@ -102,7 +101,7 @@ class BenchmarkJob:
         history = read_jsonl(self.history_path)
         verdicts = judge(rows, history, engine_nfe, target)
         for verdict in verdicts:
-            append_jsonl_bounded(self.history_path, verdict.row, BENCH_HISTORY_MAX)
+            append_jsonl_line(self.history_path, verdict.row)
         return verdicts, self._plot([*history, *(v.row for v in verdicts)], target)
 
     def _plot(self, history: list[Mapping[str, Any]], target: float) -> str:

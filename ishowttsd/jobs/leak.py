@@ -67,6 +67,7 @@ class LeakWatch:
         if info.get("state") != "ready" or info.get("pid") is None:
             return JobOutcome("skipped", f"engine {info.get('state')}: no trend to judge")
         records = await asyncio.to_thread(read_jsonl, self.sampler.history_path)
+        records = records[-self.ctx.get_config().jobs.memory_history_max:]  # logrotate bounds the file itself
         now = self.ctx.clock()
         decision = decide_for(worker_history(records, info["pid"]), self.ctx.get_config().jobs, now,
                               self.last_recycle_s)

@@ -17,12 +17,11 @@ from typing import Any
 import structlog
 
 from ishowttsd.decide.quality import compare_quality
-from ishowttsd.fsutil import append_jsonl_bounded
+from ishowttsd.fsutil import append_jsonl_line
 from ishowttsd.jobs.context import JobContext, JobOutcome, set_degraded
 
 log = structlog.get_logger(__name__)
 QUALITY_HISTORY = "quality_history.jsonl"
-QUALITY_HISTORY_MAX = 1000
 DEGRADED_KEY = "quality"
 NOT_CONFIGURED = "not configured: no quality function wired into the daemon"
 REMEDY = ("R23: raise [engine].nfe to 12 or 16, or set [engine].dtype = \"fp32\"; check the reference "
@@ -52,8 +51,7 @@ class QualityJob:
             result = await self.ctx.quality_fn()
         rows = judged(result, self.ctx.get_config().jobs.quality_max_mel_distance)
         record = {"timestamp_s": round(self.ctx.clock(), 3), "comparisons": rows}
-        await asyncio.to_thread(append_jsonl_bounded, self.ctx.log_dir / QUALITY_HISTORY, record,
-                                QUALITY_HISTORY_MAX)
+        await asyncio.to_thread(append_jsonl_line, self.ctx.log_dir / QUALITY_HISTORY, record)
         return self._outcome(rows, record)
 
     def _outcome(self, rows: list[dict[str, Any]], record: dict[str, Any]) -> JobOutcome:

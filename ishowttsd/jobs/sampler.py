@@ -1,7 +1,8 @@
 """Sampler (R2, R7, R19): GPU + system + engine-worker memory → gauges and a bounded memory history.
 
-Every run appends one JSON line to log_dir/memory_history.jsonl (at most jobs.memory_history_max
-lines, rewritten atomically). The leak detector reads that file; so does an operator.
+Every run appends one whole JSON line to log_dir/memory_history.jsonl (fsutil.append_jsonl_line);
+logrotate rotates and bounds the file, and the leak detector reads its newest jobs.memory_history_max
+samples. An operator can read it too.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from ishowttsd.fsutil import append_jsonl_bounded
+from ishowttsd.fsutil import append_jsonl_line
 from ishowttsd.hw.base import GpuSample, SystemSample
 from ishowttsd.jobs.context import JobContext, JobOutcome
 
@@ -86,8 +87,7 @@ class Sampler:
         self._publish_gpus(gpus)
         self._publish_worker(info)
         record = memory_record(self.ctx.clock(), gpus, system, info)
-        limit = self.ctx.get_config().jobs.memory_history_max
-        await asyncio.to_thread(append_jsonl_bounded, self.history_path, record, limit)
+        await asyncio.to_thread(append_jsonl_line, self.history_path, record)
         missing = {gpu.device: gpu.missing for gpu in gpus if gpu.partial}
         if system.partial:
             missing["system"] = system.missing

@@ -25,7 +25,7 @@ from sysjournal import daemon_entries, entries, first_index, unit_started_index
 
 pytestmark = pytest.mark.system
 
-DRAINED_TEXT = " ".join(["This request is still being spoken while the service is asked to stop."] * 10)
+DRAINED_TEXT = " ".join(["This request is still being spoken while the service is asked to stop."] * 3)
 
 
 def watch_start(sd: SystemdInstance) -> tuple[set[str], list[int], int]:

@@ -31,11 +31,12 @@ from ishowttsd.jobs.scheduler import JobRunner
 
 
 def extended_commands() -> tuple[Command, ...]:
-    """cli.COMMANDS with this module's commands, exactly as cli.py is to include them."""
+    """cli.COMMANDS, which includes this module's commands (checked below)."""
     config = next(command for command in COMMANDS if command.name == "config")
-    others = tuple(command for command in COMMANDS if command.name != "config")
-    with_backups = dataclasses.replace(config, children=(*config.children, *config_commands(Command)))
-    return (*others, with_backups, *top_level_commands(Command))
+    names = {c.name for c in config.children} | {c.name for c in COMMANDS}
+    wanted = {c.name for c in (*config_commands(Command), *top_level_commands(Command))}
+    assert wanted <= names
+    return COMMANDS
 
 
 @dataclasses.dataclass

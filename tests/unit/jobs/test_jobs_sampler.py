@@ -49,14 +49,16 @@ async def test_a_throttle_reason_that_ends_goes_back_to_zero(tmp_path: Path) -> 
     assert rig.value("gpu_throttle_reasons", device="gpu0", reason="hw_slowdown") == 0.0
 
 
-async def test_history_is_bounded_to_memory_history_max(tmp_path: Path) -> None:
+async def test_history_is_appended_one_whole_line_per_sample(tmp_path: Path) -> None:
     rig = make_rig(tmp_path, jobs={"memory_history_max": 3})
     sampler = Sampler(rig.ctx)
     for step in range(5):
         rig.now[0] = 1000.0 + step
         await sampler.run()
+    lines = (rig.ctx.log_dir / MEMORY_HISTORY).read_text().splitlines()
+    assert len(lines) == 5  # logrotate bounds the file; the leak job reads the newest memory_history_max
     records = read_jsonl(rig.ctx.log_dir / MEMORY_HISTORY)
-    assert [r["timestamp_s"] for r in records] == [1002.0, 1003.0, 1004.0]
+    assert [r["timestamp_s"] for r in records] == [1000.0, 1001.0, 1002.0, 1003.0, 1004.0]
 
 
 async def test_worker_without_memory_reading_is_recorded_without_gauges(tmp_path: Path) -> None:
