@@ -12,12 +12,32 @@ then it execs systemd with SYSTEMD_UNIT_PATH limited to the harness's unit direc
 from __future__ import annotations
 
 import shlex
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 INSIDE_HARNESS = Path("/run/harness")
 NS_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+KEEP_DIR = Path("/run/.harness-keep")
+FRESH_TMPFS = (Path("/tmp"), Path("/var/tmp"))
+
+
+def kept_paths() -> tuple[Path, ...]:
+    """The checkout and its venv when they live under /tmp or /var/tmp (a CI clone may): the fresh tmpfs
+    mounted there would hide them from the instance, so they are bound back in."""
+    candidates = {Path(__file__).resolve().parents[2], Path(sys.prefix).resolve()}
+    return tuple(sorted(p for p in candidates if any(p.is_relative_to(t) for t in FRESH_TMPFS)))
+
+
+def keep_lines(paths: tuple[Path, ...]) -> tuple[list[str], list[str]]:
+    """Shell lines to park `paths` under /run before /tmp is replaced, and to bind them back after."""
+    before, after = [], []
+    for index, path in enumerate(paths):
+        parked, quoted = shlex.quote(str(KEEP_DIR / str(index))), shlex.quote(str(path))
+        before += [f"mkdir -p {parked}", f"mount --rbind {quoted} {parked}"]
+        after += [f"mkdir -p {quoted}", f"mount --rbind {parked} {quoted}"]
+    return before, after
 CONTAINER_NAME = "ishowttsd-systest"
 MANAGER_DROPIN = "[Manager]\nDefaultLimitCORE=0\n"
 
@@ -55,8 +75,13 @@ def boot_script(spec: InstanceSpec, work: Path) -> str:
         "mount -t tmpfs -o mode=0755 tmpfs /run",
         f"mkdir {INSIDE_HARNESS}",
         f"mount --bind {shlex.quote(str(work / 'harness'))} {INSIDE_HARNESS}",
+    ]
+    park, restore = keep_lines(kept_paths())
+    lines += [
+        *park,
         "mount -t tmpfs -o mode=1777 tmpfs /tmp",
         "mount -t tmpfs -o mode=1777 tmpfs /var/tmp",
+        *restore,
         "mount -t cgroup2 cgroup2 /sys/fs/cgroup",
     ]
     lines += [f"chmod o+x {shlex.quote(str(directory))}" for directory in spec.traverse]
