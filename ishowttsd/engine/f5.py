@@ -223,8 +223,10 @@ class F5Engine:
             if compiled:
                 self.before_step()
             x = step(x, cond, text_cond, text_uncond, freqs, grid[i], grid[i + 1] - grid[i], mask)
+            if compiled:
+                x = x.clone()  # a CUDA graph's output is overwritten by its next replay
             progress()
-        return x.clone()
+        return x
 
     def _noise(self, totals: list[int], width: int, rows: int, generators: list[torch.Generator]) -> torch.Tensor:
         channels = self.model.num_channels

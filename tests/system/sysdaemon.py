@@ -40,6 +40,8 @@ def provision(sd: SystemdInstance, config_text: str) -> None:
     sd.add_system_user(GROUP_MEMBER, home="/nonexistent", groups=(SERVICE_USER,))
     sd.add_system_user(OUTSIDER, home="/nonexistent")
     sd.write_file(CONFIG, config_text)
+    sd.run("chgrp", SERVICE_USER, "/etc/ishowttsd")  # as the package's postinst does
+    sd.run("chmod", "2775", "/etc/ishowttsd")
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,14 @@ def home_protection(read_paths: Iterable[Path]) -> str:
 def render_service_unit(template: str, venv: Path, read_paths: Iterable[Path]) -> str:
     """The packaged unit pointed at `venv`, readable paths in a home directory made visible."""
     rendered = template.replace(PACKAGED_VENV, str(venv))
-    return rendered.replace("ProtectHome=yes", f"ProtectHome={home_protection(read_paths)}")
+    rendered = rendered.replace("ProtectHome=yes", f"ProtectHome={home_protection(read_paths)}")
+    return rendered.replace("PrivateTmp=yes\n", "PrivateTmp=yes\n" + private_tmp_binds(read_paths))
+
+
+def private_tmp_binds(read_paths: Iterable[Path]) -> str:
+    """A test venv/checkout under /tmp (a CI clone may be there) stays visible behind PrivateTmp=."""
+    under_tmp = sorted({str(p) for p in read_paths if p.is_relative_to("/tmp") or p.is_relative_to("/var/tmp")})
+    return "".join(f"BindReadOnlyPaths={path}\n" for path in under_tmp)
 
 
 def untraversable_dirs(paths: Iterable[Path], mode_of: Callable[[Path], int]) -> list[Path]:
