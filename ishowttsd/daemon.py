@@ -158,7 +158,7 @@ class Daemon:
         await self.supervisor.run_canary()
         self.jobs.start()
         self.notifier.ready(self.status_line())
-        log.info("ready", socket=self.config.daemon.socket, **self.engine.info())
+        log.info("ready", socket=str(self.config.daemon.socket), **self.engine.info())
         return True
 
     async def _serve(self) -> None:

@@ -80,11 +80,17 @@ def route_label(request: web.Request) -> str:
     return resource.canonical if resource is not None else UNMATCHED_ROUTE
 
 
+PROBE_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/v1/status"})
+
+
 def _log_request(request: web.Request, status: int, started: float) -> None:
+    """Info for real work; debug for probes (health checks and scrapes would flood the journal)."""
     optional = {"text_chars": request.get(TEXT_CHARS), "aborted": request.get(STREAM_ABORTED)}
-    log.info("request", method=request.method, route=route_label(request), status=status,
-             duration_ms=round((time.perf_counter() - started) * 1000, 1),
-             **{key: value for key, value in optional.items() if value is not None})
+    route = route_label(request)
+    emit = log.debug if route in PROBE_ROUTES else log.info
+    emit("request", method=request.method, route=route, status=status,
+         duration_ms=round((time.perf_counter() - started) * 1000, 1),
+         **{key: value for key, value in optional.items() if value is not None})
 
 
 def access_log_middleware(metrics: Metrics) -> Middleware:
