@@ -21,15 +21,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
 
-from daemon_harness import request, write_config  # noqa: E402
+from daemon_harness import request, write_config
 
-from ishowttsd.bench.load import open_session, run_load  # noqa: E402
-from ishowttsd.bench.quality import run_quality  # noqa: E402
-from ishowttsd.bench.report import load_row  # noqa: E402
-from ishowttsd.bench.runner import WORKLOAD_TEXT, BenchPlan, run_benchmark  # noqa: E402
-from ishowttsd.engine.protocol import VoiceRef  # noqa: E402
-from ishowttsd.engine.spec import EngineSpec  # noqa: E402
-from ishowttsd.voices import find_default_reference  # noqa: E402
+from ishowttsd.bench.load import open_session, run_load
+from ishowttsd.bench.quality import run_quality
+from ishowttsd.bench.report import load_row
+from ishowttsd.bench.runner import WORKLOAD_TEXT, BenchPlan, run_benchmark
+from ishowttsd.engine.protocol import VoiceRef
+from ishowttsd.engine.spec import EngineSpec
+from ishowttsd.voices import find_default_reference
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSCRIPT = "Some call me nature, others call me mother nature."

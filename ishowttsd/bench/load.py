@@ -76,15 +76,18 @@ async def timed_request(session: aiohttp.ClientSession, body: Mapping[str, Any])
 
 
 async def run_load(session: aiohttp.ClientSession, make_body: Callable[[int], Mapping[str, Any]],
-                   concurrency: int, requests: int, on_done: Callable[[], None] = lambda: None) -> LoadResult:
-    """`requests` requests (body i = make_body(i)), `concurrency` at a time."""
+                   concurrency: int, requests: int, on_done: Callable[[], None] = lambda: None,
+                   max_seconds: float = float("inf")) -> LoadResult:
+    """`requests` requests (body i = make_body(i)), `concurrency` at a time; none starts after max_seconds."""
     result = LoadResult(concurrency)
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(requests):
         queue.put_nowait(i)
 
+    stop_at = time.perf_counter() + max_seconds
+
     async def client() -> None:
-        while not queue.empty():
+        while not queue.empty() and time.perf_counter() < stop_at:
             timing = await timed_request(session, make_body(queue.get_nowait()))
             result.timings.append(timing)
             on_done()
@@ -93,3 +96,16 @@ async def run_load(session: aiohttp.ClientSession, make_body: Callable[[int], Ma
     await asyncio.gather(*(client() for _ in range(max(1, min(concurrency, requests)))))
     result.wall_s = time.perf_counter() - started
     return result
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def check_loopback(url: str) -> str:
+    """`url` unchanged when it names a loopback host; ValueError otherwise (load tools never leave the box)."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    if host not in LOOPBACK_HOSTS:
+        raise ValueError(f"only loopback URLs are allowed (127.0.0.1, [::1], localhost), got {url!r}")
+    return url

@@ -109,6 +109,7 @@ class EngineClient(WorkerLifecycle):
     def _finished(self, ticket: Ticket, done: p.Done, first_audio: float) -> None:
         ticket.done = True
         self.totals.record(done)
+        self.events.batch_size(done.batch_size)
         now = time.monotonic()
         ttfa = (first_audio or now) - ticket.enqueued_at
         wait = (ticket.dispatched_at or now) - ticket.enqueued_at
@@ -154,6 +155,7 @@ class EngineClient(WorkerLifecycle):
 
     def _on_ready(self, handle: WorkerHandle, ready: p.Ready) -> None:
         handle.ready = ready
+        self.events.worker_ready(ready.compiled, ready.compile_error)
         handle.last_pong_at = time.monotonic()  # boot time does not count as silence
         if handle is self.current:
             self._set_state("ready", "")
@@ -203,6 +205,7 @@ def engine_info(client: EngineClient) -> dict[str, object]:
         "device": ready.device if ready else None, "dtype": ready.dtype if ready else None,
         "compiled": ready.compiled if ready else None, "compile_error": ready.compile_error if ready else "",
         "boot_s": ready.boot_s if ready else None, "warm_s": ready.warm_s if ready else None,
+        "warm_graphs": ready.warm_graphs if ready else None,
         "buckets": list(ready.buckets) if ready else [], "max_batch": client.spec.max_batch,
         "restarts": len(client.restarts), "last_restart": client.restarts[-1][1] if client.restarts else None,
         "queue_depth": waiting, "in_flight": len(client.admission.tickets) - waiting,
@@ -210,5 +213,6 @@ def engine_info(client: EngineClient) -> dict[str, object]:
         "cuda_allocated_bytes": pong.cuda_allocated_bytes if pong else None,
         "cuda_reserved_bytes": pong.cuda_reserved_bytes if pong else None,
         **{key: getattr(pong, key) if pong else None for key in PONG_COUNTERS},
+        "worker_jobs_cancelled": pong.jobs_cancelled if pong else None,
         **client.totals.as_dict(),
     }

@@ -33,6 +33,7 @@ from ishowttsd.engine.flow import FlowStep, install_masked_attention, rotary_fre
 from ishowttsd.engine.joiner import CrossfadeJoiner, to_pcm16
 from ishowttsd.engine.loading import BootError, resolve_device, resolve_dtype, resolve_files
 from ishowttsd.engine.protocol import SAMPLE_RATE, Job, VoiceRef
+from ishowttsd.engine.shapes import Layout, Shapes
 from ishowttsd.engine.spec import EngineSpec
 
 __all__ = ["BadInput", "BootError", "F5Engine", "Prepared", "Shapes"]
@@ -78,14 +79,6 @@ class JobStats:
     vocoder_s: float
 
 
-@dataclass(frozen=True)
-class Shapes:
-    """The padded shapes a compiled engine runs: frame-width buckets × batch-row buckets."""
-
-    widths: tuple[int, ...]
-    rows: tuple[int, ...]
-
-
 class F5Engine:
     """A loaded model + vocoder that turns batches of text chunks into 24 kHz audio."""
 
@@ -116,6 +109,8 @@ class F5Engine:
                 vocoder = load_vocoder("vocos", is_local=True, local_path=str(vocoder_dir), device=str(device))
             except (RuntimeError, KeyError, OSError, ValueError) as exc:
                 raise BootError(f"cannot load {spec.model} from {ckpt}: {exc}") from exc
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = spec.cudnn_benchmark  # shapes are bucketed: tune once per shape
         return cls(spec, model.to(dtype).eval(), vocoder.eval(), device, dtype)
 
     # ---- references and jobs -----------------------------------------------------------------
@@ -187,32 +182,43 @@ class F5Engine:
             return widest, items, False
         return width, rows, True
 
+    def layout(self, refs: list[Reference], durations: list[int]) -> Layout:
+        lens = [r.mel.shape[0] for r in refs]
+        totals = [max(d, n + 1) for d, n in zip(durations, lens, strict=True)]
+        width, rows, compiled = self.padded_shape(max(totals), len(refs))
+        filler = rows - len(refs)  # filler rows repeat item 0; their output is dropped
+        return Layout(len(refs), rows, width, lens + lens[:1] * filler, totals + totals[:1] * filler, compiled)
+
     @torch.inference_mode()
     def sample(self, refs: list[Reference], texts: list[str], durations: list[int], nfe: int,
                generators: list[torch.Generator], progress: Callable[[], None] = lambda: None) -> list[torch.Tensor]:
         """Batched CFM sampling (Euler, CFG, sway, EPSS grid) → generated mels (frames, n_mels) per item."""
-        count = len(refs)
-        lens = [r.mel.shape[0] for r in refs]
-        totals = [max(d, n + 1) for d, n in zip(durations, lens, strict=True)]
-        width, rows, compiled = self.padded_shape(max(totals), count)
-        pad_rows = rows - count  # filler rows repeat item 0; their output is dropped
-        refs, texts = refs + refs[:1] * pad_rows, texts + texts[:1] * pad_rows
-        lens, totals = lens + lens[:1] * pad_rows, totals + totals[:1] * pad_rows
-        cond = torch.stack([F.pad(r.mel, (0, 0, 0, width - r.mel.shape[0])) for r in refs]).to(self.dtype)
-        cond_mask = (torch.arange(width, device=self.device)[None, :] < torch.tensor(lens, device=self.device)[:, None])
-        cond = torch.where(cond_mask.unsqueeze(-1), cond, torch.zeros_like(cond))
-        exact = not compiled and rows == 1 and width == totals[0]  # compiled shapes always carry a mask
-        total_t = torch.tensor(totals, device=self.device)
-        mask = None if exact else torch.arange(width, device=self.device)[None, :] < total_t[:, None]
-        text = list_str_to_idx(convert_char_to_pinyin([r.text + t for r, t in zip(refs, texts, strict=True)]),
-                               self.model.vocab_char_map).to(self.device)
-        text_cond, text_uncond = text_embeddings(self.model.transformer, text, None if exact else total_t, width)
-        x = self._noise(totals[:count], width, rows, generators)
-        out = self._integrate(x, cond, text_cond, text_uncond, self._rotary(width), mask, nfe, compiled, progress)
-        out = torch.where(cond_mask.unsqueeze(-1), cond.float(), out)
+        shape = self.layout(refs, durations)
+        refs, texts = shape.padded(refs), shape.padded(texts)
+        cond, cond_mask = self._conditioning(refs, shape)
+        total_t = torch.tensor(shape.totals, device=self.device)
+        mask = None if shape.exact else torch.arange(shape.width, device=self.device)[None, :] < total_t[:, None]
+        text_cond, text_uncond = self._text(refs, texts, None if shape.exact else total_t, shape.width)
+        x = self._noise(shape.totals[: shape.count], shape.width, shape.rows, generators)
+        out = self._integrate(x, cond, text_cond, text_uncond, self._rotary(shape.width), mask, nfe,
+                              shape.compiled, progress)
+        out = torch.where(cond_mask, cond.float(), out)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # so the vocoder's time is its own
-        return [out[b, lens[b] : totals[b]] for b in range(count)]
+        return [out[b, shape.lens[b] : shape.totals[b]] for b in range(shape.count)]
+
+    def _conditioning(self, refs: list[Reference], shape: Layout) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reference mels padded to the width (zeros past each reference) and where they are."""
+        cond = torch.stack([F.pad(r.mel, (0, 0, 0, shape.width - r.mel.shape[0])) for r in refs]).to(self.dtype)
+        lens = torch.tensor(shape.lens, device=self.device)
+        cond_mask = (torch.arange(shape.width, device=self.device)[None, :] < lens[:, None]).unsqueeze(-1)
+        return torch.where(cond_mask, cond, torch.zeros_like(cond)), cond_mask
+
+    def _text(self, refs: list[Reference], texts: list[str], lens: torch.Tensor | None,
+              width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        chars = convert_char_to_pinyin([r.text + t for r, t in zip(refs, texts, strict=True)])
+        text = list_str_to_idx(chars, self.model.vocab_char_map).to(self.device)
+        return text_embeddings(self.model.transformer, text, lens, width)
 
     def _integrate(self, x: torch.Tensor, cond: torch.Tensor, text_cond: torch.Tensor, text_uncond: torch.Tensor,
                    freqs: torch.Tensor, mask: torch.Tensor | None, nfe: int, compiled: bool,

@@ -104,6 +104,7 @@ class Ready:
     compile_error: str = ""
     boot_s: float = 0.0
     warm_s: float = 0.0  # of boot_s: warming every shape bucket
+    warm_graphs: int = 0  # graphs compiled while warming (a warm compile cache makes each cheap)
     buckets: tuple[int, ...] = ()  # frame widths served compiled; () = eager, unpadded
     max_batch: int = 1
 

@@ -75,6 +75,8 @@ class EngineEvents:
     job_failed: Callable[[str], None] = lambda cause: None
     restarted: Callable[[str], None] = lambda reason: None
     state_changed: Callable[[str, str], None] = lambda state, detail: None
+    batch_size: Callable[[int], None] = lambda size: None  # per finished job: the largest batch it ran in
+    worker_ready: Callable[[bool, str], None] = lambda compiled, compile_error: None  # per worker Ready
 
 
 @dataclass

@@ -123,6 +123,7 @@ def boot(spec: EngineSpec, outbox: Outbox, state: WorkerState) -> Any:
         engine = F5Engine.load(spec)
         if spec.compile:
             compile_engine(engine, spec)
+        before_warm = compiled_graphs()
         warm_s = warm(engine, spec, state)
     except BootError as exc:
         outbox.send(p.BootFailed(str(exc)))
@@ -133,7 +134,8 @@ def boot(spec: EngineSpec, outbox: Outbox, state: WorkerState) -> Any:
     buckets = engine.shapes.widths if engine.shapes else ()
     outbox.send(p.Ready(model=spec.model, device=str(engine.device), dtype=str(engine.dtype).removeprefix("torch."),
                         compiled=engine.compiled, compile_error=engine.compile_error,
-                        boot_s=time.monotonic() - started, warm_s=warm_s, buckets=buckets,
+                        boot_s=time.monotonic() - started, warm_s=warm_s, warm_graphs=at_ready - before_warm,
+                        buckets=buckets,
                         max_batch=spec.max_batch))
     return engine
 

@@ -1,32 +1,19 @@
-"""Fixtures of the reliability suite (faults, hostile input, access, soak) and hypothesis profiles.
-
-HYPOTHESIS_PROFILE=ci (default): a few hundred cases, minutes on 2 cores.
-HYPOTHESIS_PROFILE=long: >= 10,000 cases in all (scripts/fuzz_long.sh).
-"""
+"""Fixtures of the reliability suite (faults, hostile input, access, soak)."""
 
 from __future__ import annotations
 
-import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from reliability_support import DaemonProcess, start_daemon
-
-# One hypothesis case talks to a real daemon over a socket: no per-case deadline, no shrinking of
-# slow examples into timeouts, and no complaints that a module-scoped daemon is a fixture.
-_COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture,
-                                                       HealthCheck.too_slow, HealthCheck.data_too_large]}
-settings.register_profile("ci", max_examples=60, derandomize=True, print_blob=True, **_COMMON)
-settings.register_profile("long", max_examples=1300, print_blob=True,
-                          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-                          **_COMMON)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+from fuzz_target import Target
+from reliability_support import PLAIN_LIMITS, SERVICE_GROUP, DaemonProcess, start_daemon, wait_for
 
 
 @pytest.fixture(scope="session")
@@ -35,8 +22,34 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")
 
 
-@pytest.fixture
-def fresh_daemon(tmp_path: Path, models_dir: Path) -> Iterator[DaemonProcess]:
-    daemon = start_daemon(tmp_path, models_dir)
+
+
+@pytest.fixture(scope="session")
+def socket_dir() -> Iterator[Path]:
+    """A socket directory every uid can traverse (pytest's own tmp dirs are 0700)."""
+    directory = Path(tempfile.mkdtemp(prefix="ishowttsd-rel-"))
+    directory.chmod(0o711)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def plain_daemon(tmp_path_factory: pytest.TempPathFactory, models_dir: Path,
+                 socket_dir: Path) -> Iterator[DaemonProcess]:
+    """One daemon with production settings (no fault injection) shared by the access, fuzz and soak
+    modules: its socket is 0660 with SERVICE_GROUP in a directory others can traverse."""
+    daemon = start_daemon(tmp_path_factory.mktemp("plain"), models_dir,
+                          daemon={"socket": str(socket_dir / "ishowttsd.sock"), "socket_group": SERVICE_GROUP},
+                          engine={"nfe": 2, "heartbeat_timeout_s": 30.0}, limits=PLAIN_LIMITS)
     yield daemon
-    daemon.stop()
+    assert daemon.stop() == 0, daemon.log()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def target(plain_daemon: DaemonProcess) -> Target:
+    """plain_daemon watched case by case by one test module (module scope: each module its own baseline)."""
+    root = plain_daemon.config.parent
+    found = Target(plain_daemon, root, int(plain_daemon.status()["engine"]["pid"]))
+    wait_for(lambda: list((root / "state" / "config-backups").glob("*-boot.json")), 60, "the boot backup")
+    found.baseline = found.tree()
+    return found

@@ -23,11 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from daemon_harness import DaemonProcess, Reply, UnixHTTPConnection, request, write_config
 
-__all__ = ["DaemonProcess", "LoadResult", "Reply", "TreeEntry", "UnixHTTPConnection", "request", "run_load",
-           "scan_tree", "snapshot_tree", "start_daemon", "stop_quietly", "tts", "wait_for", "worker_pid",
-           "write_config"]
+__all__ = ["PLAIN_LIMITS", "SERVICE_GROUP", "DaemonProcess", "LoadResult", "Reply", "TreeEntry",
+           "UnixHTTPConnection", "request", "run_load", "scan_tree", "snapshot_tree", "start_daemon",
+           "stop_quietly", "tts", "wait_for", "worker_pid", "write_config"]
 
 TINY_TEXT = "Hi there."
+SERVICE_GROUP = "daemon"  # the shared daemon's socket group: any group uid 65534 is not in (Debian has it)
+# The shared daemon's limits keep hostile cases cheap: short texts, a 1 MiB upload limit.
+PLAIN_LIMITS = {"max_text_chars": 60, "max_upload_bytes": 1024 * 1024, "request_timeout_s": 60.0}
 FAST = {"nfe": 2}
 
 

@@ -10,15 +10,12 @@ import shutil
 import socket
 import stat
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from reliability_support import DaemonProcess, listening_inet, request, start_daemon, write_config
+from reliability_support import SERVICE_GROUP, DaemonProcess, listening_inet, request, start_daemon, write_config
 
-SERVICE_GROUP = "daemon"  # any group the outsider uid is not in; Debian always has this one
 NOBODY = 65534
 SYSTEM_PYTHON = "/usr/bin/python3"  # readable by every uid, unlike the test's venv under /root
 CLIENT = """
@@ -35,24 +32,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is 
                                 reason="needs root and setpriv to act as other uids")
 
 
-@pytest.fixture(scope="module")
-def socket_dir() -> Iterator[Path]:
-    """A socket directory every uid can traverse (pytest's own tmp dirs are 0700)."""
-    directory = Path(tempfile.mkdtemp(prefix="ishowttsd-access-"))
-    directory.chmod(0o711)
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def group_daemon(tmp_path_factory: pytest.TempPathFactory, models_dir: Path,
-                 socket_dir: Path) -> Iterator[DaemonProcess]:
-    daemon = start_daemon(tmp_path_factory.mktemp("access"), models_dir,
-                          daemon={"socket": str(socket_dir / "ishowttsd.sock"), "socket_group": SERVICE_GROUP})
-    yield daemon
-    assert daemon.stop() == 0
-
-
 def as_uid(sock: str, uid: int, gid: int, groups: list[int]) -> str:
     """What a client running as uid/gid with these supplementary groups gets from the socket."""
     group_args = [f"--groups={','.join(map(str, groups))}"] if groups else ["--clear-groups"]
@@ -62,25 +41,25 @@ def as_uid(sock: str, uid: int, gid: int, groups: list[int]) -> str:
     return result.stdout.strip()
 
 
-def test_socket_is_0660_with_the_service_group(group_daemon: DaemonProcess) -> None:
-    info = os.stat(group_daemon.socket)
+def test_socket_is_0660_with_the_service_group(plain_daemon: DaemonProcess) -> None:
+    info = os.stat(plain_daemon.socket)
     assert stat.S_ISSOCK(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o660
     assert info.st_gid == grp.getgrnam(SERVICE_GROUP).gr_gid
 
 
-def test_a_uid_outside_the_group_is_refused_and_members_are_served(group_daemon: DaemonProcess) -> None:
+def test_a_uid_outside_the_group_is_refused_and_members_are_served(plain_daemon: DaemonProcess) -> None:
     gid = grp.getgrnam(SERVICE_GROUP).gr_gid
-    answers = {"outsider": as_uid(group_daemon.socket, NOBODY, NOBODY, []),
-               "supplementary member": as_uid(group_daemon.socket, NOBODY, NOBODY, [gid]),
-               "primary member": as_uid(group_daemon.socket, NOBODY, gid, [])}
+    answers = {"outsider": as_uid(plain_daemon.socket, NOBODY, NOBODY, []),
+               "supplementary member": as_uid(plain_daemon.socket, NOBODY, NOBODY, [gid]),
+               "primary member": as_uid(plain_daemon.socket, NOBODY, gid, [])}
     print(f"\nFIGURE access: uid {NOBODY} on the {SERVICE_GROUP} socket: {answers}")
     assert answers["outsider"] == "EACCES"
     assert answers["supplementary member"].split()[1:2] == answers["primary member"].split()[1:2] == ["200"]
 
 
-def test_no_tcp_listener_by_default(group_daemon: DaemonProcess) -> None:
-    assert group_daemon.process is not None
-    assert listening_inet(group_daemon.process.pid) == []
+def test_no_tcp_listener_by_default(plain_daemon: DaemonProcess) -> None:
+    assert plain_daemon.process is not None
+    assert listening_inet(plain_daemon.process.pid) == []
 
 
 # ---- TCP ----------------------------------------------------------------------------------------

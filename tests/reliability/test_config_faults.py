@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -66,13 +66,13 @@ DAMAGE: dict[str, tuple[Callable[[bytes], bytes | None], tuple[str, ...]]] = {
 }
 
 
-@pytest.fixture
-def limited_daemon(tmp_path: Path, models_dir: Path) -> DaemonProcess:
-    daemon = start_daemon(tmp_path, models_dir)
+@pytest.fixture(scope="module")
+def limited_daemon(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[DaemonProcess]:
+    daemon = start_daemon(tmp_path_factory.mktemp("config"), models_dir)
     daemon.config.write_text(daemon.config.read_text() + f"[limits]\nmax_text_chars = {LIMIT}\n")
     assert reload_and_wait(daemon)["result"] == "applied"
     yield daemon
-    daemon.stop()
+    assert daemon.stop() == 0, daemon.log()[-3000:]
 
 
 def test_damaged_configs_are_rejected_precisely_and_the_old_one_keeps_serving(

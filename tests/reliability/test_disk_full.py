@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -135,7 +135,6 @@ class FullDisk:
     daemon: NamespacedDaemon
     notify: NotifyListener
     filled_bytes: int
-    notes: list[str] = field(default_factory=list)
 
     @property
     def var(self) -> Path:
@@ -150,8 +149,10 @@ class FullDisk:
 def full_disk(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[FullDisk]:
     daemon, notify = boot(tmp_path_factory.mktemp("diskfull"), models_dir)
     try:
-        wait_for(lambda: list((daemon.inside(daemon.var) / "state" / "config-backups").glob("*-boot.json")), 60,
-                 "the boot backup")
+        var = daemon.inside(daemon.var)
+        wait_for(lambda: list((var / "state" / "config-backups").glob("*-boot.json")), 60, "the boot backup")
+        history = var / "log" / "memory_history.jsonl"  # a file with a part-filled last page when the disk fills
+        wait_for(lambda: history.exists() and history.stat().st_size % 4096, 60, "the sampler's first lines")
         yield FullDisk(daemon, notify, fill(daemon.inside(daemon.var)))
     finally:
         daemon.stop()
@@ -196,7 +197,13 @@ def test_reload_and_jobs_on_a_full_disk_do_not_stop_the_daemon(full_disk: FullDi
     assert tts(daemon.socket).status == 200
 
 
+SAMPLER_RUNS = 40  # each appends a line to log/memory_history.jsonl: enough to cross a page boundary
+
+
 def test_no_half_written_or_temporary_file_on_a_full_disk(full_disk: FullDisk) -> None:
+    runs = [request(full_disk.daemon.socket, "POST", "/v1/jobs/sampler/run", {}, timeout=60).status
+            for _ in range(SAMPLER_RUNS)]
+    assert max(runs) < 500, runs
     problems = scan_tree(full_disk.var, skip=lambda p: p.name == "filler")
     assert not problems, "\n".join(problems)
 

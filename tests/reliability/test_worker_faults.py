@@ -25,6 +25,7 @@ from reliability_support import (
     wait_for,
     worker_pid,
 )
+from soak_measure import Watch, judge
 
 DEADLINE_S = 30.0  # [limits] request_timeout_s of these daemons
 CLIENT_SLACK_S = 5.0  # a request may take its deadline plus this, never more
@@ -125,13 +126,13 @@ def test_hung_worker_is_recycled_and_no_request_waits_past_its_deadline(fault_da
           f"{PING_S}s), engine back {back_s:.2f}s after detection; 16 requests at concurrency 4: "
           f"{result.by_status()}, slowest {result.slowest_s:.2f}s; {load_average()}")
     check_answers(result)
-    assert not psutil_alive(old_pid), "the hung worker is still running"
+    assert not process_alive(old_pid), "the hung worker is still running"
     assert detect_s <= HEARTBEAT_S + 2 * PING_S + 1.0
     assert back_s <= ENGINE_BACK_S, f"engine back {back_s:.1f}s after the hang was detected"
-    assert "hung" in str(fault_daemon.status()["engine"]["last_restart"])
+    assert "worker hung" in fault_daemon.log()
 
 
-def psutil_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -150,44 +151,74 @@ def test_memory_growth_recycles_the_worker_with_zero_failed_requests(tmp_path: P
                           gpu={"backend": "none", "lock_clocks": False})
     try:
         assert request(daemon.socket, "GET", "/v1/jobs").status == 200, "the job runner is not wired"
-        memory_growth_scenario(daemon, tmp_path)
+        memory_growth_scenario(daemon)
     finally:
         daemon.stop()
 
 
-def memory_growth_scenario(daemon: DaemonProcess, directory: Path) -> None:
+def memory_growth_scenario(daemon: DaemonProcess) -> None:
+    rss, ceiling_mib = set_rss_ceiling_above_the_worker(daemon)
+    old_pid = worker_pid(daemon)
+    assert request(daemon.socket, "POST", "/v1/admin/fault", {"kind": "grow_memory",
+                                                              "amount": GROW_MIB * MIB}).status == 200
+    grown_at = time.monotonic()
+    with SteadyLoad(daemon) as load:
+        wait_for(lambda: worker_pid(daemon) not in (None, old_pid), 60, "the leak recycle")
+        recycled_s = time.monotonic() - grown_at
+        time.sleep(2.0)
+    engine = daemon.status()["engine"]
+    print(f"\nFIGURE leak: worker rss {rss / MIB:.0f} MiB, ceiling {ceiling_mib} MiB, +{GROW_MIB} MiB "
+          f"injected; recycled after {recycled_s:.1f}s ({engine['last_restart']}); requests meanwhile "
+          f"{load.result.by_status()}")
+    assert load.result.outcomes and load.result.by_status() == {200: len(load.result.outcomes)}
+    assert str(engine["last_restart"]).startswith("leak")
+
+
+def set_rss_ceiling_above_the_worker(daemon: DaemonProcess) -> tuple[int, int]:
+    """Reload with [jobs] rss_ceiling_mib = the worker's RSS + CEILING_ABOVE_MIB; (rss bytes, ceiling MiB)."""
     rss = wait_for(lambda: daemon.status()["engine"]["worker_rss_bytes"], 30, "a worker RSS reading")
     ceiling_mib = rss // MIB + CEILING_ABOVE_MIB
     daemon.config.write_text(daemon.config.read_text().replace("rss_ceiling_mib = 0",
                                                                 f"rss_ceiling_mib = {ceiling_mib}"))
     daemon.signal(signal.SIGHUP)
     wait_for(lambda: daemon.status().get("reload", {}).get("result") == "applied", 30, "the reload")
-    old_pid = worker_pid(daemon)
-    assert request(daemon.socket, "POST", "/v1/admin/fault", {"kind": "grow_memory",
-                                                              "amount": GROW_MIB * MIB}).status == 200
-    grown_at = time.monotonic()
-    stop = threading.Event()
-    results: list[LoadResult] = []
-    loader = threading.Thread(target=lambda: results.extend(steady_load(daemon, stop)))
-    loader.start()
-    try:
-        wait_for(lambda: worker_pid(daemon) not in (None, old_pid), 60, "the leak recycle")
-        recycled_s = time.monotonic() - grown_at
-        time.sleep(2.0)
-    finally:
-        stop.set()
-        loader.join(60)
-    merged = LoadResult([o for r in results for o in r.outcomes])
-    engine = daemon.status()["engine"]
-    print(f"\nFIGURE leak: worker rss {rss / MIB:.0f} MiB, ceiling {ceiling_mib} MiB, +{GROW_MIB} MiB "
-          f"injected; recycled after {recycled_s:.1f}s ({engine['last_restart']}); requests meanwhile "
-          f"{merged.by_status()}")
-    assert merged.outcomes and merged.by_status() == {200: len(merged.outcomes)}
-    assert str(engine["last_restart"]).startswith("leak")
+    return rss, ceiling_mib
 
 
-def steady_load(daemon: DaemonProcess, stop: threading.Event) -> list[LoadResult]:
-    batches = []
-    while not stop.is_set():
-        batches.append(run_load(daemon.socket, 4, 2, {"text": TINY_TEXT, **FAST}, DEADLINE_S + CLIENT_SLACK_S))
-    return batches
+class SteadyLoad:
+    """Concurrency 2, tiny texts, from a thread, for as long as the `with` block lasts."""
+
+    def __init__(self, daemon: DaemonProcess) -> None:
+        self.daemon, self.result = daemon, LoadResult()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> SteadyLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batch = run_load(self.daemon.socket, 4, 2, {"text": TINY_TEXT, **FAST}, DEADLINE_S + CLIENT_SLACK_S)
+            self.result.outcomes += batch.outcomes
+
+
+LEAK_CHECK_S = 10.0
+
+
+def test_the_soak_measurement_catches_a_real_leak(fault_daemon: DaemonProcess) -> None:
+    """test_soak.py's measurement, on a worker that really leaks (fault injection: 4 MiB every 0.5 s)."""
+    with Watch(fault_daemon) as watch:
+        deadline = time.monotonic() + LEAK_CHECK_S
+        while time.monotonic() < deadline:
+            assert request(fault_daemon.socket, "POST", "/v1/admin/fault",
+                           {"kind": "grow_memory", "amount": 4 * MIB}).status == 200
+            assert request(fault_daemon.socket, "POST", "/v1/tts", {"text": TINY_TEXT, **FAST}).status == 200
+            time.sleep(0.5)
+    problems = judge(watch.after(0), LEAK_CHECK_S)
+    print(f"\nFIGURE soak leak check: {problems}")
+    assert any(problem.startswith("worker rss") for problem in problems), problems

@@ -41,8 +41,9 @@ def test_own_loop_matches_cfm_sample_for_the_same_noise(engine: F5Engine, voice:
     frames = ref.mel.shape[0] + 120
     mine = engine.sample([ref], ["Test one two."], [frames], 8, [torch.Generator().manual_seed(7)])[0]
     with torch.inference_mode():
-        theirs, _ = engine.model.sample(cond=ref.mel.unsqueeze(0), text=convert_char_to_pinyin([ref.text + "Test one two."]),
-                                        duration=frames, steps=8, cfg_strength=2.0, sway_sampling_coef=-1.0, seed=7)
+        text = convert_char_to_pinyin([ref.text + "Test one two."])
+        theirs, _ = engine.model.sample(cond=ref.mel.unsqueeze(0), text=text, duration=frames, steps=8,
+                                        cfg_strength=2.0, sway_sampling_coef=-1.0, seed=7)
     theirs = theirs[0, ref.mel.shape[0]:]
     assert mine.shape == theirs.shape == (120, 100)
     assert float((mine - theirs).norm() / theirs.norm()) < 1e-5
@@ -56,9 +57,25 @@ def test_batched_sampling_matches_one_by_one(engine: F5Engine, voice: VoiceRef) 
               for t, f, s in zip(texts, frames, (1, 2), strict=True)]
     for b, s in zip(batched, single, strict=True):
         assert b.shape == s.shape
-        # f5-tts's own note: batch results differ slightly from batch-1 (its text ConvNeXt blocks see padding);
-        # measured 0.5% relative on the tiny model.
-        assert float((b - s).norm() / s.norm()) < 2e-2
+        # Padding is masked in the convolutions and in attention: only float32 rounding differs
+        # (measured 1.1e-6 relative on the tiny model).
+        assert float((b - s).norm() / s.norm()) < 1e-4
+
+
+def test_padding_to_warmed_buckets_does_not_change_the_output(engine: F5Engine, voice: VoiceRef) -> None:
+    from ishowttsd.engine.shapes import Shapes
+
+    ref = engine.reference(voice)
+    frames = ref.mel.shape[0] + 90
+    exact = engine.sample([ref], ["Bucket test."], [frames], 8, [torch.Generator().manual_seed(4)])[0]
+    engine.shapes = Shapes(widths=(frames + 37, frames + 400), rows=(1, 4))
+    try:
+        assert engine.padded_shape(frames, 3) == (frames + 37, 4, True)
+        padded = engine.sample([ref], ["Bucket test."], [frames], 8, [torch.Generator().manual_seed(4)])[0]
+    finally:
+        engine.shapes = None
+    assert padded.shape == exact.shape
+    assert float((padded - exact).norm() / exact.norm()) < 1e-4
 
 
 def test_output_is_reproducible_per_seed_and_not_silent(engine: F5Engine, voice: VoiceRef) -> None:

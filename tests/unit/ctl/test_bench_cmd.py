@@ -1,0 +1,65 @@
+"""ishowttsctl bench: argument → plan, the printed tables, JSON output, exit code."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+
+from ishowttsd.ctl import bench_cmd
+from ishowttsd.ctl.cli import COMMANDS, CliContext, Command, build_parser
+
+
+def args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    bench_cmd.bench_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_quick_and_full_plans() -> None:
+    quick = bench_cmd.plan_from_args(args("--quick"), default_nfe=8)
+    assert quick.nfe_list == (8,) and quick.runs == 5 and quick.concurrency == (1, 4)
+    full = bench_cmd.plan_from_args(args(), default_nfe=8)
+    assert full.nfe_list == (8, 12, 16, 32) and full.runs == 10 and full.concurrency == (1, 2, 4, 8, 16, 32)
+    custom = bench_cmd.plan_from_args(args("--nfe", "16", "--runs", "3", "--concurrency", "2"), default_nfe=8)
+    assert custom.nfe_list == (16,) and custom.runs == 5 and custom.concurrency == (2,)
+
+
+def sample_result() -> dict[str, object]:
+    summary = {"mean": 0.07, "p50": 0.069, "p95": 0.075, "p99": 0.08}
+    row = {"nfe": 8, "concurrency": 1, "requests": 5, "ok": 5, "errors": {}, "latency_s": summary,
+           "ttfa_s": summary, "rtf": {"mean": 0.008}, "throughput": 14.0, "engine": {"vocoder_s_mean": 0.004}}
+    return {"label": "random weights (speed only: the audio is noise)",
+            "engine": {"model": "random:F5TTS_v1_Base", "device": "cuda:0", "dtype": "float16", "compiled": False,
+                       "compile_error": "BackendCompilerFailed: boom"},
+            "nfe_sweep": [row], "concurrency": [row], "streaming": []}
+
+
+def test_format_result_names_the_weights_and_the_fallback() -> None:
+    text = bench_cmd.format_result(sample_result())
+    assert "random weights" in text and "eager fallback: BackendCompilerFailed: boom" in text
+    assert "NFE sweep" in text and "Concurrency:" in text and "Streaming" not in text
+    assert "0.004" in text and "14" in text
+
+
+async def test_run_bench_writes_json_and_exits_0(tmp_path: Path, monkeypatch) -> None:
+    async def fake_run(socket: str, plan: object, tick: object) -> dict[str, object]:
+        return sample_result()
+
+    async def fake_nfe(ctx: object) -> int:
+        return 8
+
+    monkeypatch.setattr(bench_cmd, "run_benchmark", fake_run)
+    monkeypatch.setattr(bench_cmd, "default_nfe", fake_nfe)
+    out = io.StringIO()
+    ctx = CliContext("/nonexistent.sock", 5.0, out, io.StringIO(), io.BytesIO())
+    code = await bench_cmd.run_bench(args("--quick", "--no-progress", "--json", str(tmp_path / "b.json")), ctx)
+    assert code == 0 and json.loads((tmp_path / "b.json").read_text())["nfe_sweep"][0]["nfe"] == 8
+    assert "written:" in out.getvalue()
+
+
+def test_the_command_plugs_into_the_cli_table() -> None:
+    commands = (*COMMANDS, *bench_cmd.top_level_commands(Command))
+    parsed = build_parser(commands).parse_args(["bench", "--quick", "--json", "x.json"])
+    assert parsed.quick and parsed.json == "x.json"
