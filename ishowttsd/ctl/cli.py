@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from ishowttsd.config import ConfigError, load_config
-from ishowttsd.ctl import jobs_cmd
+from ishowttsd.ctl import bench_cmd, jobs_cmd
 from ishowttsd.ctl.client import DaemonClient, DaemonDown, DaemonError
 from ishowttsd.ctl.wait_cmd import run_wait, wait_arguments
 from ishowttsd.fsutil import atomic_write_bytes
@@ -217,6 +217,7 @@ COMMANDS: tuple[Command, ...] = (
         *jobs_cmd.config_commands(Command),
     )),
     *jobs_cmd.top_level_commands(Command),
+    *bench_cmd.top_level_commands(Command),
 )
 
 

@@ -54,7 +54,7 @@ def notified_daemon(tmp_path: Path, models_dir: Path, notify: NotifyListener) ->
 
 
 def test_ready_comes_only_once_the_engine_answers(notified_daemon: DaemonProcess, notify: NotifyListener) -> None:
-    notify.wait_for("READY=1", 30)
+    notify.wait_for("READY=1", 60)
     messages = [m for _, m in notify.messages]
     ready_index = next(i for i, m in enumerate(messages) if "READY=1" in m.split("\n"))
     before_ready = messages[:ready_index]
@@ -66,7 +66,7 @@ def test_ready_comes_only_once_the_engine_answers(notified_daemon: DaemonProcess
 
 
 def test_watchdog_is_fed_repeatedly_while_healthy(notified_daemon: DaemonProcess, notify: NotifyListener) -> None:
-    notify.wait_for("READY=1", 5)
+    notify.wait_for("READY=1", 60)
     first = len([m for m in notify.drain() if m == "WATCHDOG=1"])
     until = time.monotonic() + 3.5
     while time.monotonic() < until:  # drain continuously, so arrival times are real
@@ -78,7 +78,7 @@ def test_watchdog_is_fed_repeatedly_while_healthy(notified_daemon: DaemonProcess
 
 def test_sigterm_sends_stopping_drains_and_exits_zero(notified_daemon: DaemonProcess,
                                                       notify: NotifyListener) -> None:
-    notify.wait_for("READY=1", 5)
+    notify.wait_for("READY=1", 60)
     notified_daemon.signal(signal.SIGTERM)
     assert notified_daemon.process is not None
     assert notified_daemon.process.wait(60) == 0
@@ -87,13 +87,13 @@ def test_sigterm_sends_stopping_drains_and_exits_zero(notified_daemon: DaemonPro
 
 
 def test_reload_sends_reloading_then_ready(notified_daemon: DaemonProcess, notify: NotifyListener) -> None:
-    notify.wait_for("READY=1", 5)
+    notify.wait_for("READY=1", 60)
     notify.messages.clear()
     notified_daemon.signal(signal.SIGHUP)
     reloading_at = notify.wait_for("RELOADING=1", 10)
     assert any(m.startswith("MONOTONIC_USEC=") for _, m in notify.messages
                for m in m.split("\n")), notify.messages
-    ready_at = notify.wait_for("READY=1", 30)
+    ready_at = notify.wait_for("READY=1", 60)
     assert ready_at >= reloading_at
 
 

@@ -163,7 +163,7 @@ def memory_growth_scenario(daemon: DaemonProcess) -> None:
                                                               "amount": GROW_MIB * MIB}).status == 200
     grown_at = time.monotonic()
     with SteadyLoad(daemon) as load:
-        wait_for(lambda: worker_pid(daemon) not in (None, old_pid), 60, "the leak recycle")
+        wait_for(lambda: worker_pid(daemon) not in (None, old_pid), 120, "the leak recycle")
         recycled_s = time.monotonic() - grown_at
         time.sleep(2.0)
     engine = daemon.status()["engine"]

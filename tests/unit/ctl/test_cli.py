@@ -300,9 +300,9 @@ def test_the_command_table_can_be_extended(
 
     extended = (
         *COMMANDS,
-        Command("jobs", "jobs", children=(Command("ping", "ping", run_ping, ping_arguments),)),
+        Command("extra", "extra", children=(Command("ping", "ping", run_ping, ping_arguments),)),
     )
-    assert main(["--socket", daemon[0], "jobs", "ping", "--count", "2"], extended) == 0
+    assert main(["--socket", daemon[0], "extra", "ping", "--count", "2"], extended) == 0
     assert capsys.readouterr().out.strip() == "pong 0.1.0 2"
 
 
