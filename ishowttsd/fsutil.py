@@ -9,13 +9,15 @@ directory itself is fsynced so the rename survives a power cut. Any failure on t
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["append_jsonl_bounded", "atomic_write_bytes", "atomic_write_text", "fsync_dir", "read_jsonl"]
+__all__ = ["append_jsonl_bounded", "append_jsonl_line", "atomic_write_bytes", "atomic_write_text", "fsync_dir",
+           "read_jsonl"]
 
 
 def atomic_write_bytes(path: Path | str, data: bytes, mode: int = 0o644) -> None:
@@ -69,8 +71,14 @@ def append_jsonl_line(path: Path | str, record: dict[str, Any], mode: int = 0o64
     line = (_encode_record(record) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
     try:
-        os.write(fd, line)
-        os.fsync(fd)
+        size = os.fstat(fd).st_size
+        try:
+            if os.write(fd, line) != len(line):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)  # never leave a torn line behind (disk full mid-write)
+            raise
     finally:
         os.close(fd)
 

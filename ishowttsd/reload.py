@@ -49,7 +49,11 @@ class Reloader:
         """Back up the config file as it is now; call right after reading it, so the copy is what was loaded."""
         if self.store is None or not self.store.config_path.exists():
             return None
-        return self.store.backup(reason).id
+        try:
+            return self.store.backup(reason).id
+        except OSError as exc:  # a full disk must not stop the daemon; the reload goes on without a backup
+            log.error("config_backup_failed", reason=reason, error=str(exc))
+            return None
 
     def remember_running(self, reason: str) -> None:
         """Mark the file as just loaded as the rollback target."""

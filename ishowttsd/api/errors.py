@@ -6,7 +6,9 @@ The mapping functions here are pure; the middleware that applies them lives in `
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -146,10 +148,25 @@ def from_http_exception(exc: web.HTTPException) -> ApiError:
 INTERNAL = ApiError(500, "internal", "internal error (see the daemon log)", {}, True)
 
 
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def _from_storage(exc: BaseException) -> ApiError | None:
+    """A full or read-only disk is the machine's state, not our bug: 507 with what happened."""
+    if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+        reason = os.strerror(exc.errno).lower()
+        return ApiError(507, "insufficient_storage", f"the daemon could not save this ({reason}); nothing was "
+                        "stored — free space in its state directory and try again")
+    return None
+
+
 def to_api_error(exc: BaseException) -> ApiError:
     """Map any exception to the answer the client gets. Unknown exceptions become a bare 500."""
     if isinstance(exc, ApiError):
         return exc
+    storage = _from_storage(exc)
+    if storage is not None:
+        return storage
     if isinstance(exc, web.HTTPException):
         return from_http_exception(exc)
     if isinstance(exc, VoiceAudioError):
