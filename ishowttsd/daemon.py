@@ -38,6 +38,7 @@ from ishowttsd.metrics import Metrics
 from ishowttsd.reload import Reloader
 from ishowttsd.status import RecentTraffic, StatusSources, status_line
 from ishowttsd.systemd import Notifier
+from ishowttsd.tcp import TcpConfigError, TcpListener, open_tcp_site, prepare_tcp
 
 log = structlog.get_logger("ishowttsd")
 EXIT_CONFIG = 2
@@ -84,6 +85,7 @@ class Daemon:
         self.stop_requested = asyncio.Event()
         self.started_at = time.monotonic()
         self.exit_code = 0
+        self.tcp: TcpListener | None = None
 
     def status_line(self) -> str:
         return status_line(self.engine, self.supervisor, self.traffic, self.sources)
@@ -102,8 +104,9 @@ class Daemon:
                        voices=self.voices, metrics=self.metrics, started_at=self.started_at,
                        status_extra=self.status_extra)
 
-    def build_app(self) -> web.Application:
-        app = create_app(self.app_deps())
+    def build_app(self, token: str | None = None) -> web.Application:
+        """The API app; with `token` (the loopback TCP listener's app) every request needs that bearer token."""
+        app = create_app(self.app_deps(), require_token=token)
         app.add_routes(jobs_routes(self.jobs, self.reload))
         if self.config.daemon.fault_injection:
             app.add_routes(fault_routes(self))
@@ -115,6 +118,7 @@ class Daemon:
         await runner.setup()
         self.boot.stage("opening socket")
         await open_unix_site(runner, self.config.daemon)
+        self.tcp = await open_tcp_site(self.build_app, self.config.daemon)
         tasks = [asyncio.create_task(self.supervisor.run_loop_tasks(), name="supervisor")]
         try:
             if await self._first(self._boot_engine(), self.stop_requested.wait()):
@@ -176,6 +180,8 @@ class Daemon:
         drain = self.config.daemon.drain_timeout_s
         for site in list(runner.sites):
             await site.stop()
+        if self.tcp is not None:
+            await self.tcp.stop()
         await self.engine.stop(drain)
         await self.jobs.restore_clocks_at_stop()
         self.jobs.close()
@@ -184,6 +190,8 @@ class Daemon:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks, return_exceptions=True)
         await runner.cleanup()
+        if self.tcp is not None:
+            await self.tcp.close()
         remove_socket(self.config.daemon.socket)
         log.info("stopped", exit_code=self.exit_code)
 
@@ -193,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     path = config_path_of(args)
     try:
         config = load_effective_config(path, args)
-    except ConfigError as exc:
+        prepare_tcp(config.daemon)  # a bad address or token file fails the start with exit 2
+    except (ConfigError, TcpConfigError) as exc:
         print(f"ishowttsd: invalid configuration:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(config.logging.format, config.logging.level)

@@ -89,7 +89,6 @@ def tcp_get(port: int, path: str, token: str | None) -> tuple[int, bytes]:
         conn.close()
 
 
-@pytest.mark.xfail(strict=True, reason="needs the lead's wiring of ishowttsd/tcp.py (open_tcp_site) in daemon.run()")
 def test_tcp_when_enabled_is_loopback_only_and_needs_the_token(tmp_path: Path, models_dir: Path) -> None:
     port = free_port()
     daemon = start_daemon(tmp_path, models_dir, daemon={"tcp_listen": f"127.0.0.1:{port}",
@@ -128,7 +127,6 @@ def test_a_non_loopback_tcp_address_is_refused_at_start(tmp_path: Path, models_d
     assert "tcp_listen" in log and "loopback" in log
 
 
-@pytest.mark.xfail(strict=True, reason="needs the lead's wiring of ishowttsd/tcp.py (prepare_tcp) in daemon.main()")
 @pytest.mark.parametrize(("mode", "text", "words"), [(0o644, TOKEN, "other users"), (0o600, "\n", "empty"),
                                                      (None, "", "cannot read")])
 def test_an_unsafe_or_missing_token_file_is_refused_at_start(tmp_path: Path, models_dir: Path, mode: int | None,
