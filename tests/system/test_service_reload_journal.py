@@ -32,12 +32,12 @@ def notifications(journal: list[Entry], pid: str) -> list[str]:
 def test_journal_has_structured_fields_and_priorities(ishowttsd_instance: SystemdInstance) -> None:
     sd = ishowttsd_instance
     start_and_wait(sd)
-    assert request(sd, "/v1/status").status == 200
+    assert request(sd, "/v1/voices").status == 200
     assert request(sd, "/v1/admin/fault", method="POST", body={"kind": "no-such-fault"}).status == 400
 
     events = daemon_entries(entries(sd, SERVICE))
     ready = events[first_index(events, lambda e: e["EVENT"] == "ready")]
-    status_request = events[first_index(events, lambda e: (e["EVENT"], e.get("ROUTE")) == ("request", "/v1/status"))]
+    status_request = events[first_index(events, lambda e: (e["EVENT"], e.get("ROUTE")) == ("request", "/v1/voices"))]
     warning = events[first_index(events, lambda e: e["EVENT"] == "fault_injected")]
     assert ready["PRIORITY"] == "6" and ready["MODEL"] == "tiny"
     assert (status_request["PRIORITY"], status_request["STATUS"]) == ("6", "200")

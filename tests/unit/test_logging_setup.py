@@ -162,7 +162,10 @@ def test_missing_journal_socket_falls_back_to_prefixed_stream(tmp_path: Path) ->
     ]
 
 
-def test_json_lines_and_level_filtering() -> None:
+def test_json_lines_and_level_filtering(monkeypatch: pytest.MonkeyPatch) -> None:
+    # JobRunner.start() quietens apscheduler's own logger; another test may have run one first.
+    monkeypatch.setattr(logging.getLogger("apscheduler.scheduler"), "level", logging.NOTSET)
+    monkeypatch.setattr(logging.getLogger("apscheduler"), "level", logging.NOTSET)
     stream = io.StringIO()
     assert configure_logging("json", "info", stream, environ={}) == "json"
     log = get_logger("ishowttsd.api")
