@@ -17,7 +17,7 @@ from harness import SystemdInstance
 from sysboot import InstanceSpec
 from sysdaemon import CONFIG, SERVICE, SERVICE_USER, daemon_config, start_and_wait, synthesize
 from sysdeb import INSTALL_OVERLAYS, build_package, leftovers
-from sysunits import home_protection, untraversable_dirs
+from sysunits import home_protection, private_tmp_binds, untraversable_dirs
 
 pytestmark = pytest.mark.system
 
@@ -106,9 +106,13 @@ def install_and_set_up(sd: SystemdInstance, deb: Path, site_packages: Path) -> N
     sd.run("ishowttsd-setup-venv", "--flavour", "cpu", "--offline",
            "--reuse-site-packages", str(site_packages), timeout=300)
     sd.write_file(CONFIG, daemon_config())
-    if home_protection([site_packages]) != "yes":  # only when this checkout lives in a home directory
+    # Only for this test's reused venv: a checkout in a home directory, or under /tmp (a CI clone may be
+    # there), must stay visible behind ProtectHome=/PrivateTmp= of the packaged unit.
+    extra = "ProtectHome=read-only\n" if home_protection([site_packages]) != "yes" else ""
+    extra += private_tmp_binds([site_packages])
+    if extra:
         dropin = f"/etc/systemd/system/{SERVICE}.service.d/50-test.conf"
-        sd.write_file(dropin, "[Service]\nProtectHome=read-only\n")
+        sd.write_file(dropin, "[Service]\n" + extra)
         sd.daemon_reload()
 
 
