@@ -57,6 +57,8 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
         value = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request("bad_json", f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # e.g. 2 KB of "[[[[": nesting no request of ours needs
+        raise bad_request("bad_json", "the body nests JSON too deeply") from exc
     if not isinstance(value, dict):
         raise bad_request("bad_json", "the body must be a JSON object")
     return value

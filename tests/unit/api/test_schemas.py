@@ -167,3 +167,12 @@ def test_openai_sse_stream_format_is_422() -> None:
     with pytest.raises(ApiError) as caught:
         parse_openai_speech({"input": "hi", "stream_format": "sse"}, DEFAULTS, fixed_seed)
     assert caught.value.status == 422
+
+
+def test_deeply_nested_json_is_a_400_not_a_crash() -> None:
+    from ishowttsd.api.errors import ApiError
+    from ishowttsd.api.schemas import decode_json_object
+
+    with pytest.raises(ApiError) as caught:
+        decode_json_object(b"[" * 100_000)
+    assert caught.value.status == 400
