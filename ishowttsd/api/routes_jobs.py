@@ -48,7 +48,7 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
         return {}
     try:
         body = await request.json()
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, [[[[... too deep
         raise bad_request("invalid_json", f"body is not JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise bad_request("invalid_json", "body must be a JSON object")

@@ -51,12 +51,8 @@ def _field_limits(max_upload_bytes: int, max_body_bytes: int) -> Mapping[str, in
     return {"name": max_body_bytes, "text": max_body_bytes, "audio": max_upload_bytes}
 
 
-async def read_voice_form(request: web.Request, max_upload_bytes: int, max_body_bytes: int) -> VoiceForm:
-    """Parse the multipart upload: 415 if not multipart, 400 for unknown/missing/repeated fields."""
-    if request.content_type != "multipart/form-data":
-        raise unsupported_media("unsupported_media_type", "send the voice as multipart/form-data "
-                                "with fields name, text and audio")
-    limits = _field_limits(max_upload_bytes, max_body_bytes)
+async def read_fields(request: web.Request, limits: Mapping[str, int]) -> dict[str, bytes]:
+    """Each expected part's bytes; 400 for unknown or repeated fields, ValueError if the body is malformed."""
     fields: dict[str, bytes] = {}
     reader = await request.multipart()
     while (part := await reader.next()) is not None:
@@ -65,6 +61,18 @@ async def read_voice_form(request: web.Request, max_upload_bytes: int, max_body_
             raise bad_request("invalid_field", f"unexpected or repeated form field {field!r}; "
                               f"send each of {', '.join(UPLOAD_FIELDS)} once")
         fields[part.name] = await read_part(part, limits[part.name])
+    return fields
+
+
+async def read_voice_form(request: web.Request, max_upload_bytes: int, max_body_bytes: int) -> VoiceForm:
+    """Parse the multipart upload: 415 if not multipart, 400 for unknown/missing/repeated fields."""
+    if request.content_type != "multipart/form-data":
+        raise unsupported_media("unsupported_media_type", "send the voice as multipart/form-data "
+                                "with fields name, text and audio")
+    try:
+        fields = await read_fields(request, _field_limits(max_upload_bytes, max_body_bytes))
+    except ValueError as exc:  # aiohttp: no or wrong boundary, body cut short ("Reading after EOF")
+        raise bad_request("malformed_multipart", f"the multipart body is malformed: {exc}") from exc
     missing = [name for name in UPLOAD_FIELDS if name not in fields]
     if missing:
         raise bad_request("missing_field", f"missing form field(s): {', '.join(missing)}")
