@@ -12,8 +12,9 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -21,6 +22,8 @@ from aiohttp import web
 from ishowttsd import __version__
 from ishowttsd.api.app import AppDeps, create_app
 from ishowttsd.api.routes_jobs import jobs_routes
+from ishowttsd.bench.quality import make_quality_fn
+from ishowttsd.bench.runner import make_bench_fn
 from ishowttsd.config import DEFAULT_CONFIG_PATH, Config, ConfigError, apply_overrides, load_config
 from ishowttsd.daemon_parts import (
     BootProgress,
@@ -80,12 +83,19 @@ class Daemon:
         self.reloader.remember_running("boot")  # the file as just loaded is the first rollback target
         self.jobs = build_job_runner(get_config=lambda: self.config, engine=self.engine, metrics=self.metrics,
                                      config_store=self.reloader.store, status_sources=self.sources,
-                                     traffic=self.traffic)
+                                     traffic=self.traffic, bench_fn=make_bench_fn(str(config.daemon.socket)),
+                                     quality_fn=self._quality_fn())
         self.signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
         self.stop_requested = asyncio.Event()
         self.started_at = time.monotonic()
         self.exit_code = 0
         self.tcp: TcpListener | None = None
+
+    def _quality_fn(self) -> Callable[[], Awaitable[dict[str, Any]]]:
+        """The monthly quality job (R21, R23): NFE 8 vs 32 and the served path vs eager fp32, same seed."""
+        return make_quality_fn(str(self.config.daemon.socket), spec_fn=lambda: self.engine.spec,
+                               voice_fn=lambda: self.voices.get(self.config.voices.default_voice),
+                               nfe_fn=lambda: self.config.engine.nfe)
 
     def status_line(self) -> str:
         return status_line(self.engine, self.supervisor, self.traffic, self.sources)
