@@ -77,6 +77,18 @@ class EngineConfig:
     heartbeat_timeout_s: float = setting(15.0, s.positive())
     max_restarts: int = setting(5, s.integer(0, 1000))
     restart_window_s: float = setting(300.0, s.positive())
+    devices: tuple[str, ...] | str = setting((), s.device_list())
+    max_batch: int = setting(8, s.integer(1, 64))
+    batch_window_ms: float = setting(0.0, s.number(0.0, 1000.0))
+    max_frames: int = setting(2048, s.integer(64, 16384))
+    min_frames: int = setting(256, s.integer(16, 16384))
+    bucket_growth: float = setting(1.5, s.number(1.05, 4.0))
+    stream_first_chunk_bytes: int = setting(0, s.integer(0, 4096))
+    compile_mode: str = setting("reduce-overhead", s.choice("default", "reduce-overhead", "max-autotune",
+                                                            "max-autotune-no-cudagraphs"))
+    compile_backend: str = setting("inductor", s.choice("inductor", "aot_eager", "eager"))
+    compile_scope: str = setting("step", s.choice("step", "blocks"))
+    cudnn_benchmark: bool = setting(False, s.boolean())
 
 
 @_frozen

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-MODEL_NAMES = ("F5TTS_v1_Base", "tiny")
+MODEL_NAMES = ("F5TTS_v1_Base", "tiny", "random:F5TTS_v1_Base")
 CHECKPOINT_SUFFIXES = (".pt", ".safetensors")
 _CLOCK_TIME = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 _OCTAL_MODE = re.compile(r"0?[0-7]{3}")
@@ -138,6 +138,20 @@ def device() -> Rule:
     return matching(_DEVICE, '"auto", "cpu", "cuda" or "cuda:N"')
 
 
+def _is_device_list(value: Any) -> bool:
+    if value == "all":
+        return True
+    return (isinstance(value, list) and len(value) <= 16
+            and all(isinstance(v, str) and _DEVICE.fullmatch(v) and v != "auto" for v in value))
+
+
+def device_list() -> Rule:
+    """[] (one worker on `device`), "all" (one per visible GPU) or a list of "cpu"/"cuda"/"cuda:N"."""
+    return Rule('[] (one worker on device), "all" or a list of "cpu", "cuda" or "cuda:N" (at most 16)',
+                _is_device_list, load=lambda v: v if v == "all" else tuple(v),
+                dump=lambda v: v if v == "all" else list(v))
+
+
 def voice_name() -> Rule:
     return matching(_VOICE_NAME, "a voice name (letters, digits, '_', '.', '-'; at most 64)")
 
@@ -147,7 +161,8 @@ def is_checkpoint_path(value: str) -> bool:
 
 
 def model() -> Rule:
-    return Rule('"F5TTS_v1_Base", "tiny" or a path to a .pt or .safetensors checkpoint',
+    return Rule('"F5TTS_v1_Base", "tiny", "random:F5TTS_v1_Base" (speed tests only: random weights) '
+                'or a path to a .pt or .safetensors checkpoint',
                 lambda v: isinstance(v, str) and (v in MODEL_NAMES or is_checkpoint_path(v)))
 
 
@@ -241,6 +256,9 @@ CROSS_CHECKS: tuple[CrossCheck, ...] = (
     CrossCheck("engine", "heartbeat_timeout_s", "ping_interval_s",
                lambda s: s.heartbeat_timeout_s > s.ping_interval_s,
                lambda s: f"a number > ping_interval_s ({s.ping_interval_s})"),
+    CrossCheck("engine", "min_frames", "max_frames",
+               lambda s: s.min_frames <= s.max_frames,
+               lambda s: f"an integer <= max_frames ({s.max_frames})"),
     CrossCheck("limits", "min_voice_s", "max_voice_s",
                lambda s: s.min_voice_s < s.max_voice_s,
                lambda s: f"a number < max_voice_s ({s.max_voice_s})"),

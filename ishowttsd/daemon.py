@@ -34,6 +34,7 @@ from ishowttsd.daemon_parts import (
     open_unix_site,
     remove_socket,
 )
+from ishowttsd.diskstate import DiskState
 from ishowttsd.faults import fault_routes
 from ishowttsd.jobs.wiring import build_job_runner
 from ishowttsd.logging_setup import configure_logging
@@ -76,7 +77,9 @@ class Daemon:
         self.metrics = Metrics()
         self.traffic, self.sources = RecentTraffic(), StatusSources()
         self.boot = BootProgress(self.notifier, config.engine.boot_timeout_s)
-        self.voices = build_voices(config)
+        self.disk = DiskState([config.daemon.state_dir, config.daemon.log_dir])
+        self.sources.storage = self.disk.problems
+        self.voices = build_voices(config, self.disk)
         self.engine = build_engine(config, self.voices, self.metrics, self.traffic)
         self.supervisor = build_supervisor(config, self.engine, self.notifier, self.voices, self.status_line)
         self.reloader = Reloader(self, reload_config, build_config_store(config, config_path))
@@ -84,7 +87,7 @@ class Daemon:
         self.jobs = build_job_runner(get_config=lambda: self.config, engine=self.engine, metrics=self.metrics,
                                      config_store=self.reloader.store, status_sources=self.sources,
                                      traffic=self.traffic, bench_fn=make_bench_fn(str(config.daemon.socket)),
-                                     quality_fn=self._quality_fn())
+                                     quality_fn=self._quality_fn(), storage_error=self.disk.record)
         self.signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
         self.stop_requested = asyncio.Event()
         self.started_at = time.monotonic()
@@ -102,7 +105,7 @@ class Daemon:
 
     def status_extra(self) -> dict[str, object]:
         return {"watchdog": self.supervisor.snapshot(), "reload": self.reloader.snapshot(),
-                "jobs": self.jobs.status_summary()}
+                "jobs": self.jobs.status_summary(), "storage": self.disk.snapshot()}
 
     async def reload(self) -> bool:
         ok = await self.reloader.reload()

@@ -15,8 +15,10 @@ from aiohttp import web
 
 from ishowttsd.config import Config, DaemonConfig
 from ishowttsd.configstore import ConfigStore
+from ishowttsd.diskstate import DiskState, guarded_writer
 from ishowttsd.engine.client import EngineClient, EngineEvents, EngineLimits, SynthesisRequest
 from ishowttsd.engine.spec import spec_from_config
+from ishowttsd.fsutil import atomic_write_bytes
 from ishowttsd.metrics import Metrics
 from ishowttsd.status import RecentTraffic
 from ishowttsd.supervisor import Supervisor, SupervisorSettings
@@ -63,10 +65,11 @@ def build_config_store(config: Config, config_path: Path | None) -> ConfigStore 
     return ConfigStore(config_path, backups, DEFAULTS_PATH, keep=config.jobs.backup_keep)
 
 
-def build_voices(config: Config) -> VoiceStore:
+def build_voices(config: Config, disk: DiskState) -> VoiceStore:
     root = Path(config.daemon.state_dir) / "voices"
     root.mkdir(parents=True, exist_ok=True)
-    return VoiceStore(root, find_default_reference(), DEFAULT_TRANSCRIPT, config.limits)
+    return VoiceStore(root, find_default_reference(), DEFAULT_TRANSCRIPT, config.limits,
+                      write_file=guarded_writer(disk, atomic_write_bytes))
 
 
 def engine_limits(config: Config) -> EngineLimits:

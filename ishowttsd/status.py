@@ -48,14 +48,19 @@ class StatusSources:
     clocks_locked: Callable[[], bool | None] = lambda: None
     next_job: Callable[[], tuple[str, datetime] | None] = lambda: None
     degraded: list[str] = field(default_factory=list)
+    storage: Callable[[], list[str]] = lambda: []  # "disk full: DIR" per directory that refuses writes
+
+    def problems(self) -> list[str]:
+        return [*self.degraded, *self.storage()]
 
 
 def status_line(engine: EngineClient, supervisor: Supervisor, traffic: RecentTraffic,
                 sources: StatusSources) -> str:
     state = ENGINE_TO_SERVICE.get(engine.state, "degraded")
     reason = engine.detail if state == "failed" else ""
-    if state == "serving" and (sources.degraded or not supervisor.last_decision.pet):
-        state, reason = "degraded", "; ".join(sources.degraded) or supervisor.last_decision.reason
+    problems = sources.problems()
+    if state == "serving" and (problems or not supervisor.last_decision.pet):
+        state, reason = "degraded", "; ".join(problems) or supervisor.last_decision.reason
     next_job = sources.next_job()
     return render_status_line(StatusSnapshot(
         state=state, reason=reason, req_per_s=traffic.req_per_s(), rtf_p95=traffic.rtf_p95(),

@@ -45,8 +45,8 @@ class EngineSpec:
         return self.model.startswith(RANDOM_PREFIX) or self.model == TINY
 
 
-# [engine] keys read when the config has them (the spec's defaults apply until then).
-OPTIONAL_KEYS = ("max_batch", "batch_window_ms", "max_frames", "min_frames", "bucket_growth",
+# [engine] batching, shape and compile keys copied as they are into the spec.
+TUNING_KEYS = ("max_batch", "batch_window_ms", "max_frames", "min_frames", "bucket_growth",
                  "stream_first_chunk_bytes", "compile_mode", "compile_backend", "compile_scope", "cudnn_benchmark")
 
 
@@ -69,7 +69,7 @@ def spec_from_config(cfg: Any, warmup_voice: Any = None) -> EngineSpec:
         crossfade_ms=engine.crossfade_ms,
         warmup_voice=warmup_voice,
         fault_injection=cfg.daemon.fault_injection,
-        **{key: getattr(engine, key) for key in OPTIONAL_KEYS if hasattr(engine, key)},
+        **{key: getattr(engine, key) for key in TUNING_KEYS},
     )
 
 

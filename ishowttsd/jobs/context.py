@@ -67,6 +67,9 @@ class JobContext:
     clock: Callable[[], float] = time.time
     bench_fn: BenchFn | None = None
     quality_fn: QualityFn | None = None
+    # Told of every OSError a job or the job records hit (path, error); the daemon's DiskState
+    # turns ENOSPC/EDQUOT/EROFS into "disk full: DIR" in STATUS= and /v1/status.
+    storage_error: Callable[[Path, OSError], object] = lambda path, exc: None
     hw_lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     async def hw(self, call: Callable[[], T]) -> T:

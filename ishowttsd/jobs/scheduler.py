@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -169,6 +170,8 @@ class JobRunner:
 
     def _failed(self, job_id: str, exc: Exception, attempt: int, started: float, duration_s: float) -> None:
         error = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, OSError):
+            self.ctx.storage_error(Path(exc.filename or self.ctx.log_dir), exc)
         retry_at = self._schedule_retry(job_id, attempt) if isinstance(exc, TRANSIENT_ERRORS) else None
         self.records.failed(job_id, started, duration_s, error, retry_at)
         self.ctx.metrics.observe_job_run(job_id, "error", self.ctx.clock())
@@ -191,6 +194,7 @@ class JobRunner:
             try:
                 await asyncio.to_thread(self.records.save, text)
             except OSError as exc:
+                self.ctx.storage_error(self.records.path, exc)
                 log.error("jobs_state_not_saved", path=str(self.records.path), error=str(exc))
 
     # ---- reading -------------------------------------------------------------------------------

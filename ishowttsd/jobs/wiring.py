@@ -8,6 +8,7 @@ no-GPU backend, logs `gpu_backend_unavailable` and shows it in STATUS= as degrad
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -41,11 +42,13 @@ def open_backend(config: Config, sources: StatusSources,
 def build_job_runner(*, get_config: Callable[[], Config], engine: EngineLike, metrics: Metrics,
                      config_store: ConfigStore | None, status_sources: StatusSources, traffic: RecentTraffic,
                      bench_fn: BenchFn | None = None, quality_fn: QualityFn | None = None,
+                     storage_error: Callable[[Path, OSError], object] = lambda path, exc: None,
                      **runner_options: Any) -> JobRunner:
     """A JobRunner over the daemon's engine, metrics, config store and status sources."""
     config = get_config()
     ctx = JobContext(get_config=get_config, engine=engine, metrics=metrics,
                      backend=open_backend(config, status_sources), config_store=config_store,
                      status_sources=status_sources, traffic=traffic, state_dir=config.daemon.state_dir,
-                     log_dir=config.daemon.log_dir, bench_fn=bench_fn, quality_fn=quality_fn)
+                     log_dir=config.daemon.log_dir, bench_fn=bench_fn, quality_fn=quality_fn,
+                     storage_error=storage_error)
     return JobRunner(ctx, **runner_options)

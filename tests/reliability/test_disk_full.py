@@ -208,8 +208,6 @@ def test_no_half_written_or_temporary_file_on_a_full_disk(full_disk: FullDisk) -
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason="needs the lead's wiring: DiskState (ishowttsd/diskstate.py) is not "
-                                       "yet fed by the daemon's writes nor shown in STATUS= and /v1/status")
 def test_status_and_status_line_say_the_disk_is_full(full_disk: FullDisk) -> None:
     upload(full_disk.daemon, "fulldisk")  # a write that fails, if nothing else failed yet
     storage = full_disk.daemon.status().get("storage")

@@ -243,5 +243,17 @@ def test_model_override_accepts_names_and_checkpoint_paths(tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     assert apply_overrides(Config(), model="F5TTS_v1_Base").engine.model == "F5TTS_v1_Base"
     assert apply_overrides(Config(), model="m.safetensors").engine.model == str(tmp_path / "m.safetensors")
-    with pytest.raises(ConfigError, match=r"^--model: expected \"F5TTS_v1_Base\", \"tiny\" or a path"):
+    assert apply_overrides(Config(), model="random:F5TTS_v1_Base").engine.model == "random:F5TTS_v1_Base"
+    expected = r"^--model: expected \"F5TTS_v1_Base\", \"tiny\", \"random:F5TTS_v1_Base\""
+    with pytest.raises(ConfigError, match=expected):
         apply_overrides(Config(), model="nonsense")
+
+
+def test_engine_tuning_keys_are_checked_precisely() -> None:
+    cfg = parse_config({"engine": {"max_batch": 4, "compile_scope": "blocks", "devices": ["cpu", "cpu"]}}, "t")
+    assert (cfg.engine.max_batch, cfg.engine.compile_scope, cfg.engine.devices) == (4, "blocks", ("cpu", "cpu"))
+    assert parse_config({"engine": {"devices": "all"}}, "t").engine.devices == "all"
+    assert any('[engine].devices: expected [] (one worker on device), "all"' in problem
+               for problem in problems_of({"engine": {"devices": ["gpu1"]}}))
+    assert any("[engine].min_frames: expected an integer <= max_frames (512), found integer 1024" in problem
+               for problem in problems_of({"engine": {"max_frames": 512, "min_frames": 1024}}))
