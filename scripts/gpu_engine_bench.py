@@ -62,13 +62,15 @@ class Bench:
         self.cache, self.results, self.out, self.model, self.device = cache, results, out, model, device
         self.reference_mel: torch.Tensor | None = None
         self.backend = "inductor"
+        self.profiling = True
+        self.position_conv = "conv1d"  # the eager fp32 reference always runs f5-tts's own conv1d
 
     def save(self) -> None:
         self.out.write_text(json.dumps(self.results, indent=2, default=str))
 
     def engine(self, dtype: str, **extra: Any) -> tuple[F5Engine, Any]:
         spec = EngineSpec(model=self.model, cache_dir=self.cache, device=self.device, dtype=dtype,
-                          max_batch=32, max_frames=2048, **extra)
+                          max_batch=32, max_frames=2048, position_conv=self.position_conv, **extra)
         engine = F5Engine.load(spec)
         voice = VoiceRef("default", str(find_default_reference()), TRANSCRIPT)
         ref = engine.reference(voice)
@@ -93,13 +95,13 @@ class Bench:
         times, mels = timed(lambda: self.one(engine, ref), 5)
         if dtype == "fp32":
             self.reference_mel = mels[0].float().clone()
-        row = {"path": f"eager {dtype}", "batch": 1, **stats(times), **self.tolerance(mels[0])}
+        row = {"path": f"eager {dtype} {self.position_conv}", "batch": 1, **stats(times), **self.tolerance(mels[0])}
         vocoder, _ = timed(lambda: engine.vocode(mels[0]), 5)
         row["vocoder_ms"] = 1000 * statistics.median(vocoder)
         self.results["rows"].append(row)
         log(row)
         if dtype != "fp32":
-            self.throughput(engine, ref, f"eager {dtype}", (32,))
+            self.throughput(engine, ref, f"eager {dtype} {self.position_conv}", (32,))
         engine.step = engine.step_eager  # drop references to the compiled graphs before the next engine
 
     def throughput(self, engine: F5Engine, ref: Any, label: str, batches: tuple[int, ...]) -> None:
@@ -123,15 +125,16 @@ class Bench:
         for _ in range(2):
             self.one(engine, ref)
         times, mels = timed(lambda: self.one(engine, ref), 10)
-        row = {"path": f"compiled {dtype} {mode}", "batch": 1, **stats(times), **self.tolerance(mels[0]),
+        row = {"path": f"compiled {dtype} {mode} {self.position_conv}", "batch": 1, **stats(times),
+               **self.tolerance(mels[0]),
                "compile_first_call_s": first, "compile_error": engine.compile_error}
         self.results["rows"].append(row)
         log(row)
         self.save()
         self.step_time(engine, ref, dtype, mode)
-        self.throughput(engine, ref, f"compiled {dtype} {mode}", batches)
+        self.throughput(engine, ref, f"compiled {dtype} {mode} {self.position_conv}", batches)
         self.results[f"new_graphs_after_warm_{dtype}_{mode}"] = compiled_graphs() - graphs
-        if dtype == "fp16" and mode == "reduce-overhead":
+        if dtype == "fp16" and mode == "reduce-overhead" and self.profiling:
             self.profile(engine, ref)
         engine.step = engine.step_eager  # drop references to the compiled graphs before the next engine
 
@@ -153,9 +156,9 @@ class Bench:
         with torch.profiler.profile(activities=activities) as prof:
             self.one(engine, ref)
             sync()
-        prof.export_chrome_trace(str(self.out.parent / "trace_compiled_b1.json"))
+        prof.export_chrome_trace(str(self.out.parent / f"trace_compiled_b1_{self.position_conv}.json"))
         table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=25)
-        (self.out.parent / "profile_compiled_b1.txt").write_text(table)
+        (self.out.parent / f"profile_compiled_b1_{self.position_conv}.txt").write_text(table)
         log("\n" + table)
 
 
@@ -169,6 +172,10 @@ def main() -> int:
     parser.add_argument("--model", default="random:F5TTS_v1_Base")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--backend", default="inductor")
+    parser.add_argument("--position-convs", nargs="+", default=["conv1d", "gemm"],
+                        help="engine.position_conv values to compare side by side (eager fp32 stays conv1d)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[8, 16, 32])
+    parser.add_argument("--no-profile", action="store_true")
     args = parser.parse_args()
     out = Path(args.out)
     card = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
@@ -176,13 +183,18 @@ def main() -> int:
                                "python": sys.version.split()[0], "command": " ".join(sys.argv), "rows": []}
     bench = Bench(args.cache, results, out, args.model, args.device)
     bench.backend = args.backend
+    bench.profiling = not args.no_profile
     for dtype in args.eager_dtypes:
-        bench.eager(dtype)
-        bench.save()
+        for impl in ["conv1d"] if dtype == "fp32" else args.position_convs:
+            bench.position_conv = impl
+            bench.eager(dtype)
+            bench.save()
     for dtype in args.compiled_dtypes:
         for mode in args.modes:
-            bench.compiled(dtype, mode, (8, 16, 32))
-            torch.cuda.empty_cache()
+            for impl in args.position_convs:
+                bench.position_conv = impl
+                bench.compiled(dtype, mode, tuple(args.batches))
+                torch.cuda.empty_cache()
     bench.save()
     return 0
 

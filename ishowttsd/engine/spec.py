@@ -39,6 +39,7 @@ class EngineSpec:
     compile_backend: str = "inductor"
     compile_scope: str = "step"  # "step": whole Euler step (CUDA graphs); "blocks": each DiT block (fast compile)
     cudnn_benchmark: bool = False  # on: cuDNN re-tunes for every new text-embedding length (seen 0.4 s stalls)
+    position_conv: str = "auto"  # "conv1d" (f5-tts as is), "gemm" (engine/posconv.py), "auto" (gemm on CUDA)
 
     @property
     def random_weights(self) -> bool:
@@ -47,7 +48,8 @@ class EngineSpec:
 
 # [engine] batching, shape and compile keys copied as they are into the spec.
 TUNING_KEYS = ("max_batch", "batch_window_ms", "max_frames", "min_frames", "bucket_growth",
-                 "stream_first_chunk_bytes", "compile_mode", "compile_backend", "compile_scope", "cudnn_benchmark")
+               "stream_first_chunk_bytes", "compile_mode", "compile_backend", "compile_scope", "cudnn_benchmark",
+               "position_conv")
 
 
 def spec_from_config(cfg: Any, warmup_voice: Any = None) -> EngineSpec:

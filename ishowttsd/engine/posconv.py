@@ -1,0 +1,75 @@
+"""The DiT's convolutional position embedding as im2col matrix products (engine.conv_impl = "gemm").
+
+f5-tts's ConvPositionEmbedding runs two grouped Conv1d (1024 channels, kernel 31, 16 groups) with
+Mish. On an H100 cuDNN runs each as 16 small kernels plus NCHW<->NHWC transposes: 38 % of a
+compiled Euler step (docs/benchmarks.md). The same arithmetic as one batched GEMM per conv over
+unfolded windows, in the [batch, frames, channels] layout the transformer already uses, needs no
+transposes and is one well-shaped matmul per group. Weights are the original module's (no copy of
+the checkpoint is changed); the output equals the original up to floating-point summation order.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# engine.position_conv = "auto": the GEMM form where it was measured faster (CUDA), nn.Conv1d elsewhere
+# (on CPU the unfolded copy costs more than it saves: 2x slower for 1024 channels x 300 frames).
+AUTO_IMPL = {"cuda": "gemm"}
+
+
+def position_conv_impl(setting: str, device_type: str) -> str:
+    """"conv1d" or "gemm" for the configured setting on this device type."""
+    return AUTO_IMPL.get(device_type, "conv1d") if setting == "auto" else setting
+
+
+class GemmGroupedConv1d(nn.Module):
+    """A grouped, 'same'-padded nn.Conv1d applied to [B, N, C] input as unfold + batched matmul."""
+
+    def __init__(self, conv: nn.Conv1d) -> None:
+        super().__init__()
+        out_channels, in_per_group, kernel = conv.weight.shape
+        self.groups, self.kernel, self.padding = conv.groups, kernel, conv.padding[0]
+        out_per_group = out_channels // self.groups
+        weight = conv.weight.detach().view(self.groups, out_per_group, in_per_group * kernel)
+        self.weight = nn.Parameter(weight.transpose(1, 2).contiguous(), requires_grad=False)  # [G, Cg*K, O]
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(out_channels, dtype=weight.dtype)
+        self.bias = nn.Parameter(bias.clone(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, frames, channels = x.shape
+        grouped = F.pad(x, (0, 0, self.padding, self.padding)).view(batch, -1, self.groups, channels // self.groups)
+        windows = grouped.transpose(1, 2).unfold(2, self.kernel, 1)  # [B, G, N, Cg, K]
+        columns = windows.reshape(batch, self.groups, frames, -1)  # [B, G, N, Cg*K]
+        out = torch.matmul(columns, self.weight)  # [B, G, N, O]
+        return out.transpose(1, 2).reshape(batch, frames, -1) + self.bias
+
+
+class GemmConvPositionEmbedding(nn.Module):
+    """Drop-in for f5_tts.model.modules.ConvPositionEmbedding (same forward signature and result)."""
+
+    def __init__(self, original: nn.Module) -> None:
+        super().__init__()
+        convs = [layer for layer in original.conv1d if isinstance(layer, nn.Conv1d)]
+        self.convs = nn.ModuleList(GemmGroupedConv1d(conv) for conv in convs)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        keep = mask.unsqueeze(-1) if mask is not None else None
+        for conv in self.convs:
+            x = x if keep is None else x.masked_fill(~keep, 0.0)
+            x = F.mish(conv(x))
+        return x if keep is None else x.masked_fill(~keep, 0.0)
+
+
+def use_gemm_position_conv(model: nn.Module) -> int:
+    """Swap every ConvPositionEmbedding under `model` for the GEMM form; returns how many were swapped."""
+    from f5_tts.model.modules import ConvPositionEmbedding
+
+    swapped = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, ConvPositionEmbedding):
+                setattr(parent, name, GemmConvPositionEmbedding(child))
+                swapped += 1
+    return swapped

@@ -1,0 +1,61 @@
+"""engine/posconv.py: the GEMM form of the DiT's position convolution equals f5-tts's conv1d."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from f5_tts.model.modules import ConvPositionEmbedding  # noqa: E402
+
+from ishowttsd.engine.f5 import F5Engine  # noqa: E402
+from ishowttsd.engine.posconv import (  # noqa: E402
+    GemmConvPositionEmbedding,
+    position_conv_impl,
+)
+from ishowttsd.engine.protocol import VoiceRef  # noqa: E402
+from ishowttsd.engine.spec import EngineSpec  # noqa: E402
+from ishowttsd.voices import find_default_reference  # noqa: E402
+
+TRANSCRIPT = "Some call me nature, others call me mother nature."
+
+
+def relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize(("dim", "kernel", "groups", "frames"), [(1024, 31, 16, 97), (64, 7, 4, 33), (32, 31, 2, 8)])
+def test_gemm_module_equals_conv1d_with_and_without_mask(dim: int, kernel: int, groups: int, frames: int) -> None:
+    torch.manual_seed(dim + frames)
+    original = ConvPositionEmbedding(dim, kernel, groups).eval()
+    gemm = GemmConvPositionEmbedding(original).eval()
+    x = torch.randn(3, frames, dim)
+    mask = torch.ones(3, frames, dtype=torch.bool)
+    mask[1, frames // 2:] = False
+    with torch.inference_mode():
+        assert relative(gemm(x, mask), original(x, mask)) < 1e-5
+        assert relative(gemm(x), original(x)) < 1e-5
+        assert float(gemm(x, mask)[1, frames // 2:].abs().max()) == 0.0  # masked frames stay zero
+
+
+def test_auto_means_gemm_on_cuda_only() -> None:
+    assert position_conv_impl("auto", "cuda") == "gemm"
+    assert position_conv_impl("auto", "cpu") == "conv1d"
+    assert position_conv_impl("gemm", "cpu") == "gemm"
+    assert position_conv_impl("conv1d", "cuda") == "conv1d"
+
+
+def test_tiny_engine_with_gemm_conv_matches_conv1d_for_the_same_noise(tmp_path: Path) -> None:
+    engines = [F5Engine.load(EngineSpec(model="tiny", cache_dir=str(tmp_path), position_conv=impl))
+               for impl in ("conv1d", "gemm")]
+    assert sum(isinstance(m, GemmConvPositionEmbedding) for m in engines[1].model.modules()) >= 1
+    assert not any(isinstance(m, GemmConvPositionEmbedding) for m in engines[0].model.modules())
+    voice = VoiceRef("default", str(find_default_reference()), TRANSCRIPT)
+    mels = []
+    for engine in engines:
+        ref = engine.reference(voice)
+        mels.append(engine.sample([ref], ["Test one two."], [ref.mel.shape[0] + 120], 8,
+                                  [torch.Generator().manual_seed(7)])[0])
+    assert relative(mels[1], mels[0]) < 1e-5
