@@ -89,7 +89,7 @@ class EngineConfig:
     compile_backend: str = setting("inductor", s.choice("inductor", "aot_eager", "eager"))
     compile_scope: str = setting("step", s.choice("step", "blocks"))
     cudnn_benchmark: bool = setting(False, s.boolean())
-    position_conv: str = setting("auto", s.choice("auto", "conv1d", "gemm"))
+    position_conv: str = setting("conv1d", s.choice("conv1d", "gemm"))
 
 
 @_frozen

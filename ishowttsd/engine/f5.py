@@ -32,7 +32,7 @@ from ishowttsd.engine.batcher import bucket_for, estimate_frames, split_text
 from ishowttsd.engine.flow import FlowStep, install_masked_attention, rotary_freqs, text_embeddings, time_grid
 from ishowttsd.engine.joiner import CrossfadeJoiner, to_pcm16
 from ishowttsd.engine.loading import BootError, resolve_device, resolve_dtype, resolve_files
-from ishowttsd.engine.posconv import position_conv_impl, use_gemm_position_conv
+from ishowttsd.engine.posconv import use_gemm_position_conv
 from ishowttsd.engine.protocol import SAMPLE_RATE, Job, VoiceRef
 from ishowttsd.engine.shapes import Layout, Shapes
 from ishowttsd.engine.spec import EngineSpec
@@ -112,7 +112,7 @@ class F5Engine:
                 raise BootError(f"cannot load {spec.model} from {ckpt}: {exc}") from exc
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = spec.cudnn_benchmark  # shapes are bucketed: tune once per shape
-        if position_conv_impl(spec.position_conv, device.type) == "gemm":
+        if spec.position_conv == "gemm":
             use_gemm_position_conv(model)
         return cls(spec, model.to(dtype).eval(), vocoder.eval(), device, dtype)
 

@@ -1,4 +1,4 @@
-"""The DiT's convolutional position embedding as im2col matrix products (engine.conv_impl = "gemm").
+"""The DiT's convolutional position embedding as im2col matrix products (engine.position_conv = "gemm").
 
 f5-tts's ConvPositionEmbedding runs two grouped Conv1d (1024 channels, kernel 31, 16 groups) with
 Mish. On an H100 cuDNN runs each as 16 small kernels plus NCHW<->NHWC transposes: 38 % of a
@@ -14,14 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# engine.position_conv = "auto": the GEMM form where it was measured faster (CUDA), nn.Conv1d elsewhere
-# (on CPU the unfolded copy costs more than it saves: 2x slower for 1024 channels x 300 frames).
-AUTO_IMPL = {"cuda": "gemm"}
-
-
-def position_conv_impl(setting: str, device_type: str) -> str:
-    """"conv1d" or "gemm" for the configured setting on this device type."""
-    return AUTO_IMPL.get(device_type, "conv1d") if setting == "auto" else setting
+# Measured (docs/benchmarks.md): on an H100 the GEMM form takes the conv from 1.09 to 0.58 ms at batch 2
+# and the Euler step's GPU time from 7.6 to 5.3 ms, but batch-1 latency stayed at ~60 ms (host-bound)
+# and at batch 64 the unfolded copy makes it 6x slower (4.4 -> 27 ms); on CPU it is 2x slower.
+# So f5-tts's own conv1d stays the default.
+IMPLS = ("conv1d", "gemm")
 
 
 class GemmGroupedConv1d(nn.Module):

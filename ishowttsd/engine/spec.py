@@ -27,6 +27,7 @@ class EngineSpec:
     crossfade_ms: float = 150.0
     warmup_voice: Any = None  # a protocol.VoiceRef synthesised once before Ready
     fault_injection: bool = False
+    fault_compile_failure: bool = False  # test-only (faults.py compile_failure): compiling fails
     # batching and shapes (see engine/batcher.py)
     max_batch: int = 8
     batch_window_ms: float = 0.0  # 0: an idle worker starts at once; work arriving meanwhile is batched
@@ -39,7 +40,7 @@ class EngineSpec:
     compile_backend: str = "inductor"
     compile_scope: str = "step"  # "step": whole Euler step (CUDA graphs); "blocks": each DiT block (fast compile)
     cudnn_benchmark: bool = False  # on: cuDNN re-tunes for every new text-embedding length (seen 0.4 s stalls)
-    position_conv: str = "auto"  # "conv1d" (f5-tts as is), "gemm" (engine/posconv.py), "auto" (gemm on CUDA)
+    position_conv: str = "conv1d"  # "conv1d" (f5-tts as is) or "gemm" (engine/posconv.py)
 
     @property
     def random_weights(self) -> bool:

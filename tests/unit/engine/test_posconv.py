@@ -11,10 +11,7 @@ torch = pytest.importorskip("torch")
 from f5_tts.model.modules import ConvPositionEmbedding  # noqa: E402
 
 from ishowttsd.engine.f5 import F5Engine  # noqa: E402
-from ishowttsd.engine.posconv import (  # noqa: E402
-    GemmConvPositionEmbedding,
-    position_conv_impl,
-)
+from ishowttsd.engine.posconv import GemmConvPositionEmbedding  # noqa: E402
 from ishowttsd.engine.protocol import VoiceRef  # noqa: E402
 from ishowttsd.engine.spec import EngineSpec  # noqa: E402
 from ishowttsd.voices import find_default_reference  # noqa: E402
@@ -38,13 +35,6 @@ def test_gemm_module_equals_conv1d_with_and_without_mask(dim: int, kernel: int, 
         assert relative(gemm(x, mask), original(x, mask)) < 1e-5
         assert relative(gemm(x), original(x)) < 1e-5
         assert float(gemm(x, mask)[1, frames // 2:].abs().max()) == 0.0  # masked frames stay zero
-
-
-def test_auto_means_gemm_on_cuda_only() -> None:
-    assert position_conv_impl("auto", "cuda") == "gemm"
-    assert position_conv_impl("auto", "cpu") == "conv1d"
-    assert position_conv_impl("gemm", "cpu") == "gemm"
-    assert position_conv_impl("conv1d", "cuda") == "conv1d"
 
 
 def test_tiny_engine_with_gemm_conv_matches_conv1d_for_the_same_noise(tmp_path: Path) -> None:
