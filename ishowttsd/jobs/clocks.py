@@ -4,12 +4,18 @@ restore on stop.
 The daemon runs unprivileged; the root helper (ExecStartPre=+ ... clockhelper lock) normally
 locks before the daemon starts, and ExecStopPost=+ restores. So: verify first, apply only when
 the lock is not in force, and say "permission denied" plainly when the kernel/driver refuses.
+On drift (or a health re-lock) that the daemon may not fix itself, it asks root: it writes
+RUNTIME_DIR/relock-request, ishowttsd-relock.path starts ishowttsd-relock.service (root,
+`clockhelper relock`), which answers in RUNTIME_DIR/relock-result.json; the next check reads the
+answer, reports it and counts a re-lock done by the helper.
 Drift policy (how often to re-apply before giving up) is the pure decide.drift.next_action.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -22,12 +28,14 @@ from ishowttsd.decide.drift import (
     next_action,
 )
 from ishowttsd.hw.base import ClockResult, ClockState
+from ishowttsd.hw.clockhelper import RelockFiles
 from ishowttsd.jobs.context import JobContext, JobOutcome, set_degraded
 
 log = structlog.get_logger(__name__)
 DEGRADED_KEY = "clocks"
 DRIFT_TOLERANCE_PCT = 1.0
 NEEDS_ROOT = "needs root: the root clock helper (ExecStartPre=+) re-applies the lock at the next start"
+RELOCK_REQUESTED = "re-lock requested from the root helper (ishowttsd-relock.path)"
 DISABLED = "gpu.lock_clocks = false: clocks left alone"
 # (target field, observed field) pairs in ClockState.details (NVML per device, Jetson devfreq).
 CLOCK_PAIRS: tuple[tuple[str, str], ...] = (
@@ -65,6 +73,15 @@ def not_applicable(state: ClockState) -> bool:
     return bool(state.details.get("not_applicable"))
 
 
+def with_answer(outcome: JobOutcome, answer: Mapping[str, Any] | None) -> JobOutcome:
+    """The check's outcome, telling what the root helper answered to the last re-lock request."""
+    if answer is None:
+        return outcome
+    said = answer.get("message") or answer.get("error") or "no message"
+    return replace(outcome, summary=f"{outcome.summary}; root helper: {said}",
+                   details={**outcome.details, "root_relock": dict(answer)})
+
+
 def lock_summary(result: ClockResult) -> str:
     """One line for a lock/restore result, naming permission problems plainly."""
     if result.permission_denied:
@@ -75,12 +92,20 @@ def lock_summary(result: ClockResult) -> str:
 class ClockKeeper:
     """Owns the clock lock for the daemon: start-up lock, periodic read-back, restore on stop."""
 
-    def __init__(self, ctx: JobContext) -> None:
+    def __init__(self, ctx: JobContext, relock_files: RelockFiles | None = None) -> None:
         self.ctx = ctx
         self.track = ClockTrackState()
         self.last_state: ClockState | None = None
         self.last_result: ClockResult | None = None
         self.applied_here = False
+        self._relock_files = relock_files
+        self.pending_request: dict[str, Any] | None = None
+        self.root_relocks = 0
+
+    @property
+    def relock_files(self) -> RelockFiles:
+        """Injected, else next to the configured socket (read at call time: reloads apply)."""
+        return self._relock_files or RelockFiles.for_config(self.ctx.get_config())
 
     def locked(self) -> bool | None:
         """For the STATUS= line: the last read-back (None: unknown or not applicable)."""
@@ -116,7 +141,7 @@ class ClockKeeper:
             return JobOutcome("ok" if state.locked else "skipped", state.reason)
         return await self._apply_and_confirm("start-up")
 
-    async def _apply_and_confirm(self, why: str) -> JobOutcome:
+    async def _apply_and_confirm(self, why: str, ask_root: bool = False) -> JobOutcome:
         result = await self._apply()
         state = await self.read()
         details = {"lock": lock_summary(result), "read_back": state.reason, "locked": state.locked}
@@ -124,6 +149,10 @@ class ClockKeeper:
             set_degraded(self.ctx.status_sources, DEGRADED_KEY, None)
             return JobOutcome("ok", f"{why}: clocks locked ({state.reason})", details)
         problem = f"clocks not locked: {lock_summary(result)}"
+        if ask_root and result.permission_denied:
+            request = details["relock_request"] = await self._request_root_relock(why)
+            asked = request.get("error") or RELOCK_REQUESTED
+            problem = f"clocks not locked: permission denied in the daemon; {asked}"
         if state.locked is False:  # "cannot tell" (idle GPU) is reported, not shown as degraded
             set_degraded(self.ctx.status_sources, DEGRADED_KEY, problem)
         log.error("clock_lock_failed", when=why, **details)
@@ -133,13 +162,42 @@ class ClockKeeper:
         """R5: the periodic read-back; re-apply on drift (bounded by decide.drift.next_action)."""
         if not self._enabled():
             return JobOutcome("skipped", DISABLED)
+        answer = await self._collect_answer()
         state = await self.read()
         drift = drift_of(state)
         decision = next_action(self.track, drift, self.ctx.clock())
         self.track = decision.state
         if drift.drifted:
             self._count_drift(decision, state)
-        return await ACTIONS[decision.action](self, decision, state)
+        outcome = await ACTIONS[decision.action](self, decision, state)
+        return with_answer(outcome, answer)
+
+    async def _request_root_relock(self, why: str) -> dict[str, Any]:
+        """Ask the root relock service (through its path unit) to re-apply the lock."""
+        files = self.relock_files
+        try:
+            self.pending_request = await asyncio.to_thread(files.write_request, why, self.ctx.clock())
+        except OSError as exc:
+            log.error("clock_relock_request_failed", request=str(files.request_path), error=str(exc))
+            return {"error": f"cannot write {files.request_path}: {exc}"}
+        log.warning("clock_relock_requested", reason=why, request=str(files.request_path),
+                    request_id=self.pending_request["id"])
+        return self.pending_request
+
+    async def _collect_answer(self) -> dict[str, Any] | None:
+        """The root helper's answer to our pending request (None: nothing pending)."""
+        if self.pending_request is None:
+            return None
+        result = await asyncio.to_thread(self.relock_files.read_result)
+        if not result or (result.get("request") or {}).get("id") != self.pending_request["id"]:
+            age = self.ctx.clock() - float(self.pending_request["time_s"])
+            return {"pending": True, "message": f"no answer {age:.0f} s after the re-lock request "
+                    "(is ishowttsd-relock.path active?)"}
+        self.pending_request = None
+        self.root_relocks += int(bool(result.get("relocked")) and bool(result.get("ok")))
+        log.info("clock_relock_answered", ok=result.get("ok"), relocked=result.get("relocked"),
+                 locked=result.get("locked"), message=result.get("message"), root_relocks=self.root_relocks)
+        return {**result, "root_relocks": self.root_relocks}
 
     def _count_drift(self, decision: ClockDecision, state: ClockState) -> None:
         for device in self.ctx.backend.devices() or ["gpu"]:
@@ -157,7 +215,7 @@ class ClockKeeper:
         return JobOutcome(status, state.reason or decision.reason, {"locked": state.locked})
 
     async def _reapply(self, decision: ClockDecision, state: ClockState) -> JobOutcome:
-        outcome = await self._apply_and_confirm(f"re-apply after {decision.reason}")
+        outcome = await self._apply_and_confirm(f"re-apply after {decision.reason}", ask_root=True)
         return JobOutcome(outcome.status, outcome.summary, {**outcome.details, "drift": decision.reason,
                                                             "drift_count": self.track.drift_count})
 
@@ -171,7 +229,7 @@ class ClockKeeper:
         """For the health job (R22): re-apply the lock now; returns what happened."""
         if not self._enabled():
             return DISABLED
-        outcome = await self._apply_and_confirm("health re-lock")
+        outcome = await self._apply_and_confirm("health re-lock", ask_root=True)
         return outcome.summary
 
     async def restore_at_stop(self) -> JobOutcome:
