@@ -80,7 +80,8 @@ def test_package_ships_the_unit_and_conffiles_but_no_python_library_dependencies
     assert depends == {"adduser", "python3-venv", "python3:any"}
     assert deb_field(deb, "Architecture") == "all"
     assert set(conffiles) == CONFFILES
-    shipped = (UNIT_PATH, "/usr/lib/tmpfiles.d/ishowttsd.conf", "/usr/sbin/ishowttsd-setup-venv",
+    shipped = (UNIT_PATH, "/lib/systemd/system/ishowttsd-relock.path", "/lib/systemd/system/ishowttsd-relock.service",
+               "/usr/lib/tmpfiles.d/ishowttsd.conf", "/usr/sbin/ishowttsd-setup-venv",
                "/usr/lib/ishowttsd/ishowttsd/daemon.py", "/usr/lib/ishowttsd/ishowttsd-0.1.0.dist-info/METADATA")
     for path in shipped:
         assert f".{path}\n" in contents, path
@@ -141,6 +142,8 @@ def install_and_purge(sd: SystemdInstance, deb: Path, reused_site_packages: Path
     install_and_set_up(sd, deb, reused_site_packages)
     wants = sd.path(f"/etc/systemd/system/multi-user.target.wants/{SERVICE}.service")
     assert str(wants.readlink()) == UNIT_PATH, "not enabled at installation"
+    relock = sd.path(f"/etc/systemd/system/{SERVICE}.service.wants/ishowttsd-relock.path")
+    assert str(relock.readlink()) == "/lib/systemd/system/ishowttsd-relock.path", "relock path unit not enabled"
     owners = sd.run("stat", "-c", "%U %a", "/var/lib/ishowttsd", "/var/log/ishowttsd").stdout.split("\n")
     assert owners[:2] == [f"{SERVICE_USER} 750"] * 2
     code_path = sd.run(f"{VENV}/bin/python3", "-I", "-c", "import ishowttsd; print(ishowttsd.__file__)")
