@@ -7,18 +7,21 @@ import contextlib
 import grp
 import os
 import stat
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
 
 from ishowttsd.config import Config, DaemonConfig
 from ishowttsd.configstore import ConfigStore
+from ishowttsd.decide.dispatch import ALL_DEVICES, resolve_devices, visible_gpu_count
 from ishowttsd.diskstate import DiskState, guarded_writer
 from ishowttsd.engine.client import EngineClient, EngineEvents, EngineLimits, SynthesisRequest
 from ishowttsd.engine.spec import spec_from_config
 from ishowttsd.fsutil import atomic_write_bytes
+from ishowttsd.hw.detect import load_pynvml
 from ishowttsd.metrics import Metrics
 from ishowttsd.status import RecentTraffic
 from ishowttsd.supervisor import Supervisor, SupervisorSettings
@@ -87,12 +90,38 @@ def engine_events(metrics: Metrics, traffic: RecentTraffic) -> EngineEvents:
     return EngineEvents(
         job_finished=lambda audio_s, synth_s, ttfa_s, wait_s: (traffic.record(audio_s, synth_s),
                                                               metrics.observe_engine_job(audio_s, synth_s, wait_s)),
-        restarted=metrics.observe_engine_restart, state_changed=state_changed)
+        restarted=metrics.observe_engine_restart, state_changed=state_changed,
+        worker_restarted=metrics.observe_worker_restart, worker_state=metrics.set_worker_state)
+
+
+def nvml_gpu_count(nvml_loader: Callable[[], Any] = load_pynvml) -> int:
+    """GPUs NVML sees (0 without a driver); never imports torch."""
+    try:
+        nvml = nvml_loader()
+        nvml.nvmlInit()
+    except Exception:
+        return 0
+    try:
+        return int(nvml.nvmlDeviceGetCount())
+    finally:
+        nvml.nvmlShutdown()
+
+
+def engine_devices(config: Config, environ: Mapping[str, str],
+                   nvml_loader: Callable[[], Any] = load_pynvml) -> tuple[str, ...]:
+    """[engine] devices → one device per worker; "all" counts GPUs through NVML and CUDA_VISIBLE_DEVICES."""
+    setting = config.engine.devices
+    count = visible_gpu_count(environ.get("CUDA_VISIBLE_DEVICES"), nvml_gpu_count(nvml_loader)) \
+        if setting == ALL_DEVICES else 0
+    return resolve_devices(setting, config.engine.device, count)
 
 
 def build_engine(config: Config, voices: VoiceStore, metrics: Metrics, traffic: RecentTraffic) -> EngineClient:
     spec = spec_from_config(config, warmup_voice=voices.get(config.voices.default_voice))
-    return EngineClient(spec, engine_limits(config), engine_events(metrics, traffic))
+    devices = engine_devices(config, os.environ)
+    log.info("engine_devices", devices=list(devices))
+    return EngineClient(spec, engine_limits(config), engine_events(metrics, traffic),
+                        devices=devices if config.engine.devices else ())  # (): follows engine.device
 
 
 def canary_request(config: Config, voices: VoiceStore) -> Callable[[], SynthesisRequest]:

@@ -38,6 +38,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._define_request_metrics()
         self._define_engine_metrics()
+        self._define_worker_metrics()
         self._define_gpu_metrics()
         self._define_job_metrics()
 
@@ -74,6 +75,17 @@ class Metrics:
         self.worker_cuda_reserved = Gauge("ishowttsd_worker_cuda_reserved_bytes",
                                           "CUDA memory reserved by the worker's caching allocator",
                                           registry=reg)
+
+    def _define_worker_metrics(self) -> None:
+        """Per worker slot (engine.devices): label worker = slot index, device = its configured device."""
+        reg, labels = self.registry, ["worker", "device"]
+        self.worker_restarts = Counter("tts_engine_worker_restarts", "Worker restarts by worker and reason",
+                                       [*labels, "reason"], registry=reg)
+        self.worker_state = Gauge("ishowttsd_worker_state", "1 for each worker's current state, 0 for the others",
+                                  [*labels, "state"], registry=reg)
+        self.worker_memory = Gauge("ishowttsd_worker_memory_bytes",
+                                   "Worker memory by worker and kind (rss, cuda_allocated, cuda_reserved)",
+                                   [*labels, "kind"], registry=reg)
 
     def _define_gpu_metrics(self) -> None:
         reg = self.registry
@@ -140,6 +152,18 @@ class Metrics:
         self.worker_rss.set(rss_bytes)
         self.worker_cuda_allocated.set(cuda_allocated_bytes)
         self.worker_cuda_reserved.set(cuda_reserved_bytes)
+
+    def observe_worker_restart(self, worker: int, device: str, reason: str) -> None:
+        self.worker_restarts.labels(worker=str(worker), device=device, reason=reason).inc()
+
+    def set_worker_state(self, worker: int, device: str, state: str) -> None:
+        for known in {*ENGINE_STATES, state}:
+            self.worker_state.labels(worker=str(worker), device=device, state=known).set(1 if known == state else 0)
+
+    def set_worker_slot_memory(self, worker: int, device: str, memory_by_kind: Mapping[str, int]) -> None:
+        """Known readings of one worker slot's process (kind: rss, cuda_allocated, cuda_reserved)."""
+        for kind, value in memory_by_kind.items():
+            self.worker_memory.labels(worker=str(worker), device=device, kind=kind).set(value)
 
     # --- hardware -------------------------------------------------------------------------------
     def set_gpu_usage(self, device: str, utilization_percent: float, memory_used_bytes: int) -> None:

@@ -58,7 +58,7 @@ def status_line(engine: EngineClient, supervisor: Supervisor, traffic: RecentTra
                 sources: StatusSources) -> str:
     state = ENGINE_TO_SERVICE.get(engine.state, "degraded")
     reason = engine.detail if state == "failed" else ""
-    problems = sources.problems()
+    problems = [*engine.problems(), *sources.problems()]  # engine: workers out of rotation
     if state == "serving" and (problems or not supervisor.last_decision.pet):
         state, reason = "degraded", "; ".join(problems) or supervisor.last_decision.reason
     next_job = sources.next_job()

@@ -8,6 +8,7 @@ the pure `decide.watchdog.should_pet`; this module only gathers its facts and ac
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +43,7 @@ class Supervisor:
         self.loop_beat = time.monotonic()
         self.canary_ok_at: float | None = None
         self.canary_error = ""
+        self.canary_failed_worker: int | None = None
         self.failed_recoveries = 0
         self.last_decision = PetDecision(True, "starting")
         self._state_since = time.monotonic()
@@ -73,14 +75,30 @@ class Supervisor:
             await asyncio.sleep(self.settings.canary_interval_s)
 
     async def run_canary(self) -> bool:
-        try:
-            async for _ in self.engine.synthesize(self.canary_request()):
-                pass
-        except Exception as exc:
-            self.canary_error = f"{type(exc).__name__}: {exc}"
-            log.warning("canary_failed", error=self.canary_error)
+        """One canary through every worker in rotation (pinned to it); ok only when all answer."""
+        failed = [worker for worker in self._canary_targets() if not await self._canary_through(worker)]
+        self.canary_failed_worker = failed[0] if failed else None
+        if failed:
             return False
         self.canary_ok_at, self.canary_error = time.monotonic(), ""
+        return True
+
+    def _canary_targets(self) -> list[int | None]:
+        """[None] (any worker) with one worker; else each serving slot's index."""
+        slots = self.engine.slots
+        serving = [slot.index for slot in slots if slot.serving() is not None]
+        return list(serving) if len(slots) > 1 and serving else [None]
+
+    async def _canary_through(self, worker: int | None) -> bool:
+        request = self.canary_request()
+        try:
+            async for _ in self.engine.synthesize(dataclasses.replace(request, worker=worker)):
+                pass
+        except Exception as exc:
+            where = "" if worker is None else f"worker {worker}: "
+            self.canary_error = f"{where}{type(exc).__name__}: {exc}"
+            log.warning("canary_failed", error=self.canary_error, worker=worker)
+            return False
         return True
 
     # ---- supervisor thread -----------------------------------------------------------------
@@ -103,14 +121,27 @@ class Supervisor:
         state = self.engine.state
         if state != self._seen_state:
             self._seen_state, self._state_since = state, now
-        handle = self.engine.current
         return should_pet(
-            now, self.loop_beat, handle.last_pong_at if handle else None,
+            now, self.loop_beat, self._oldest_pong()[1],
             self.canary_ok_at, state if state in WATCHDOG_STATES else "ready",
             loop_max_age_s=self.settings.loop_max_age_s, worker_max_age_s=self.settings.worker_max_age_s,
             canary_max_age_s=self.settings.canary_max_age_s,
             boot_grace_until_s=self._state_since + self.settings.boot_grace_s,
             failed_recoveries=self.failed_recoveries, max_failed_recoveries=self.settings.max_failed_recoveries)
+
+    def _oldest_pong(self) -> tuple[int, float | None]:
+        """(slot index, last pong) of the quietest worker in rotation (never seen = quietest)."""
+        slots = [slot for slot in self.engine.slots if slot.state != "failed"] or self.engine.slots[:1]
+        pongs = [(slot.index, slot.current.last_pong_at if slot.current else None) for slot in slots]
+        return min(pongs, key=lambda pong: -1.0 if pong[1] is None else pong[1])
+
+    def _suspect(self, reason: str) -> int | None:
+        """The worker slot to recycle (None: every worker; always None with a single worker)."""
+        if len(self.engine.slots) == 1:
+            return None
+        if reason.startswith("worker silent"):
+            return self._oldest_pong()[0]
+        return self.canary_failed_worker
 
     def _request_recycle(self, reason: str) -> None:
         if self._loop is None:
@@ -121,7 +152,9 @@ class Supervisor:
         future.add_done_callback(lambda f: setattr(self, "_recovering", False))
 
     async def _recycle(self, reason: str) -> None:
-        ok = await self.engine.recycle(f"watchdog: {reason}", overlap=False) and await self.run_canary()
+        worker = self._suspect(reason)
+        ok = await self.engine.recycle(f"watchdog: {reason}", overlap=False, worker=worker) \
+            and await self.run_canary()
         self.failed_recoveries = 0 if ok else self.failed_recoveries + 1
 
     def snapshot(self) -> dict[str, object]:
@@ -129,6 +162,7 @@ class Supervisor:
         return {
             "pet": self.last_decision.pet, "reason": self.last_decision.reason,
             "canary_age_s": None if self.canary_ok_at is None else round(now - self.canary_ok_at, 1),
-            "canary_error": self.canary_error, "failed_recoveries": self.failed_recoveries,
+            "canary_error": self.canary_error, "canary_failed_worker": self.canary_failed_worker,
+            "failed_recoveries": self.failed_recoveries,
             "loop_age_s": round(now - self.loop_beat, 1),
         }

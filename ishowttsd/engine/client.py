@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from ishowttsd.decide.dispatch import WorkerLoad, pick_worker
 from ishowttsd.engine import protocol as p
 from ishowttsd.engine.errors import (
     DeadlineExceeded,
@@ -23,7 +24,9 @@ from ishowttsd.engine.errors import (
     SynthesisRejected,
 )
 from ishowttsd.engine.handle import WorkerHandle
+from ishowttsd.engine.info import engine_info
 from ishowttsd.engine.lifecycle import WorkerLifecycle
+from ishowttsd.engine.slot import WorkerSlot
 from ishowttsd.engine.spec import EngineSpec
 from ishowttsd.engine.tickets import (
     Admission,
@@ -37,17 +40,19 @@ from ishowttsd.engine.tickets import (
 
 __all__ = ["EngineClient", "EngineEvents", "EngineLimits", "SynthesisRequest"]
 DISCONNECT_POLL_S = 0.25
-Handler = Callable[["EngineClient", WorkerHandle, Any], None]
+Handler = Callable[["EngineClient", WorkerSlot, WorkerHandle, Any], None]
 
 
 class EngineClient(WorkerLifecycle):
-    def __init__(self, spec: EngineSpec, limits: EngineLimits, events: EngineEvents | None = None) -> None:
+    """One admission queue in front of one worker slot per device (`devices`; () = one on spec.device)."""
+
+    def __init__(self, spec: EngineSpec, limits: EngineLimits, events: EngineEvents | None = None,
+                 devices: tuple[str, ...] = ()) -> None:
         self.spec, self.limits = spec, limits
         self.events = events or EngineEvents()
         self.state, self.detail = "stopped", ""
-        self.current: WorkerHandle | None = None
-        self.restarts: list[tuple[float, str]] = []
-        self.admission = Admission(limits, spec.max_batch)
+        self.slots = [WorkerSlot(self, index, device) for index, device in enumerate(devices or (None,))]
+        self.admission = Admission(limits, spec.max_batch, spec.max_chunk_bytes)
         self.totals = JobTotals()
         self._ready = asyncio.Event()
         self._pinger: asyncio.Task[None] | None = None
@@ -59,10 +64,8 @@ class EngineClient(WorkerLifecycle):
         return self.state in ("ready", "recycling") and self._serving() is not None
 
     def _serving(self) -> WorkerHandle | None:
-        handle = self.current
-        if handle is None or handle.ready is None or handle.exited or handle.retiring:
-            return None
-        return handle
+        """The first slot's serving worker, else any serving worker."""
+        return next(filter(None, (slot.serving() for slot in self.slots)), None)
 
     async def synthesize(self, req: SynthesisRequest) -> AsyncIterator[bytes]:
         if self.state in ("failed", "stopped", "stopping"):
@@ -125,14 +128,36 @@ class EngineClient(WorkerLifecycle):
         self._dispatch()
 
     def _dispatch(self) -> None:
-        self.admission.dispatch(self._serving(), self._fail)
+        """Hand waiting tickets over, oldest first, each to the worker pick_worker chooses."""
+        for ticket in list(self.admission.waiting):
+            if ticket.done:
+                continue
+            handles = [slot.serving() for slot in self.slots]
+            target = self._target(ticket, [self.admission.load(handle) for handle in handles])
+            handle = None if target is None else handles[target]
+            if handle is not None:
+                self.admission.hand_over(ticket, handle, self._fail)
+            elif ticket.pinned is None:
+                return  # no worker has room: the tickets behind wait too
+
+    def _target(self, ticket: Ticket, loads: list[WorkerLoad]) -> int | None:
+        if ticket.pinned is None:
+            return pick_worker(loads, ticket.key)
+        if not 0 <= ticket.pinned < len(self.slots) or self.slots[ticket.pinned].state == "failed":
+            self._fail(ticket, f"no such worker in rotation: {ticket.pinned}")
+            return None
+        return ticket.pinned if loads[ticket.pinned].has_room else None
 
     def _fail(self, ticket: Ticket, reason: str) -> None:
         ticket.done = True
         ticket.events.put_nowait(WorkerLost(reason))
 
-    async def send_fault(self, fault: p.Fault) -> bool:
-        return self.spec.fault_injection and self.current is not None and self.current.send(fault)
+    async def send_fault(self, fault: p.Fault, worker: int = 0) -> bool:
+        """Test-only: hand `fault` to worker slot `worker` (fault_injection must be on)."""
+        if not self.spec.fault_injection or not 0 <= worker < len(self.slots):
+            return False
+        handle = self.slots[worker].current
+        return handle is not None and handle.send(fault)
 
     async def profile(self, path: str, batches: int = 5, timeout_s: float = 300.0) -> p.ProfileDone:
         """Ask the worker for a torch profiler trace of its next `batches` batches (R18)."""
@@ -148,36 +173,35 @@ class EngineClient(WorkerLifecycle):
             self._profiles.pop(request_id, None)
 
     # ---- messages from workers -------------------------------------------------------------
-    def _on_message(self, handle: WorkerHandle, message: object) -> None:
+    def _on_slot_message(self, slot: WorkerSlot, handle: WorkerHandle, message: object) -> None:
         handler = HANDLERS.get(type(message))
         if handler:
-            handler(self, handle, message)
+            handler(self, slot, handle, message)
 
-    def _on_ready(self, handle: WorkerHandle, ready: p.Ready) -> None:
+    def _on_ready(self, slot: WorkerSlot, handle: WorkerHandle, ready: p.Ready) -> None:
         handle.ready = ready
         self.events.worker_ready(ready.compiled, ready.compile_error)
         handle.last_pong_at = time.monotonic()  # boot time does not count as silence
-        if handle is self.current:
-            self._set_state("ready", "")
-            self._ready.set()
-            self._dispatch()
+        slot.on_ready(handle)
 
-    def _on_job_event(self, handle: WorkerHandle, event: Any) -> None:
+    def _on_job_event(self, slot: WorkerSlot, handle: WorkerHandle, event: Any) -> None:
         ticket = self.admission.tickets.get(event.job_id)
+        slot.jobs_finished += isinstance(event, p.Done)
         if ticket is not None:
+            ticket.started = True
             if isinstance(event, p.Done | p.Error):
                 ticket.done = True
             ticket.events.put_nowait(event)
         if isinstance(event, p.Done | p.Error):
             self._dispatch()
 
-    def _on_boot_failed(self, handle: WorkerHandle, failed: p.BootFailed) -> None:
+    def _on_boot_failed(self, slot: WorkerSlot, handle: WorkerHandle, failed: p.BootFailed) -> None:
         handle.boot_failure = failed.reason
 
-    def _on_pong(self, handle: WorkerHandle, pong: p.Pong) -> None:
+    def _on_pong(self, slot: WorkerSlot, handle: WorkerHandle, pong: p.Pong) -> None:
         handle.record_pong(pong)
 
-    def _on_profile_done(self, handle: WorkerHandle, done: p.ProfileDone) -> None:
+    def _on_profile_done(self, slot: WorkerSlot, handle: WorkerHandle, done: p.ProfileDone) -> None:
         future = self._profiles.get(done.request_id)
         if future is not None and not future.done():
             future.set_result(done)
@@ -191,28 +215,3 @@ HANDLERS: dict[type, Handler] = {
     p.Error: EngineClient._on_job_event, p.BootFailed: EngineClient._on_boot_failed, p.Pong: EngineClient._on_pong,
     p.ProfileDone: EngineClient._on_profile_done,
 }
-PONG_COUNTERS = ("batches_run", "items_run", "jobs_expired", "compiles_after_ready")
-
-
-def engine_info(client: EngineClient) -> dict[str, object]:
-    """The engine section of /v1/status."""
-    handle = client.current
-    ready, pong = (handle.ready, handle.last_pong) if handle else (None, None)
-    waiting = len(client.admission.waiting)
-    return {
-        "state": client.state, "detail": client.detail, "pid": handle.pid if handle else None,
-        "model": client.spec.model, "random_weights": client.spec.random_weights, "nfe": client.spec.nfe,
-        "device": ready.device if ready else None, "dtype": ready.dtype if ready else None,
-        "compiled": ready.compiled if ready else None, "compile_error": ready.compile_error if ready else "",
-        "boot_s": ready.boot_s if ready else None, "warm_s": ready.warm_s if ready else None,
-        "warm_graphs": ready.warm_graphs if ready else None,
-        "buckets": list(ready.buckets) if ready else [], "max_batch": client.spec.max_batch,
-        "restarts": len(client.restarts), "last_restart": client.restarts[-1][1] if client.restarts else None,
-        "queue_depth": waiting, "in_flight": len(client.admission.tickets) - waiting,
-        "worker_rss_bytes": pong.rss_bytes if pong else None,
-        "cuda_allocated_bytes": pong.cuda_allocated_bytes if pong else None,
-        "cuda_reserved_bytes": pong.cuda_reserved_bytes if pong else None,
-        **{key: getattr(pong, key) if pong else None for key in PONG_COUNTERS},
-        "worker_jobs_cancelled": pong.jobs_cancelled if pong else None,
-        **client.totals.as_dict(),
-    }

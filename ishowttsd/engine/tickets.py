@@ -14,6 +14,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ishowttsd.decide.dispatch import BatchKey, WorkerLoad, batch_key
 from ishowttsd.engine import protocol as p
 from ishowttsd.engine.errors import EngineUnavailable, QueueFull
 from ishowttsd.engine.handle import WorkerHandle
@@ -37,6 +38,8 @@ class SynthesisRequest:
     deadline_s: float = 60.0
     # The API's "has the client gone?" check, polled while waiting (a buffered answer sees no error).
     disconnected: Callable[[], bool] | None = None
+    # Pin to one worker slot (the canary checks each); None = whichever worker dispatch picks.
+    worker: int | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,9 @@ class Ticket:
     worker: WorkerHandle | None = None
     dispatched_at: float = 0.0
     done: bool = False
+    key: BatchKey = (0, 0)  # batching key (nfe, length class): same-key jobs go to the same worker
+    pinned: int | None = None  # the worker slot this ticket must run on (None = any)
+    started: bool = False  # its first chunk arrived: no longer waiting to be batched
 
 
 class WorkerLost:
@@ -77,6 +83,8 @@ class EngineEvents:
     state_changed: Callable[[str, str], None] = lambda state, detail: None
     batch_size: Callable[[int], None] = lambda size: None  # per finished job: the largest batch it ran in
     worker_ready: Callable[[bool, str], None] = lambda compiled, compile_error: None  # per worker Ready
+    worker_restarted: Callable[[int, str, str], None] = lambda index, device, reason: None
+    worker_state: Callable[[int, str, str], None] = lambda index, device, state: None
 
 
 @dataclass
@@ -104,8 +112,9 @@ class JobTotals:
 class Admission:
     """Tickets waiting for a worker and tickets a worker holds."""
 
-    def __init__(self, limits: EngineLimits, max_batch: int) -> None:
+    def __init__(self, limits: EngineLimits, max_batch: int, max_chunk_bytes: int = 135) -> None:
         self.limits, self.inflight_limit = limits, inflight_limit(max_batch)
+        self.max_batch, self.max_chunk_bytes = max_batch, max_chunk_bytes
         self.waiting: deque[Ticket] = deque()
         self.tickets: dict[int, Ticket] = {}
         self._ids = itertools.count(1)
@@ -116,7 +125,7 @@ class Admission:
             raise QueueFull(len(self.waiting), self.limits.retry_after_s)
         deadline = now_s + req.deadline_s if math.isfinite(req.deadline_s) else math.inf
         job = p.Job(next(self._ids), req.text, req.voice, req.nfe, req.speed, req.seed, req.stream, deadline)
-        ticket = Ticket(job)
+        ticket = Ticket(job, key=batch_key(req.nfe, req.text, self.max_chunk_bytes), pinned=req.worker)
         self.tickets[job.job_id] = ticket
         self.waiting.append(ticket)
         return ticket
@@ -130,12 +139,23 @@ class Admission:
         return sum(1 for t in self.tickets.values() if t.worker is handle and not t.done)
 
     def dispatch(self, handle: WorkerHandle | None, fail: Callable[[Ticket, str], None]) -> None:
-        """Hand waiting tickets to `handle` while it has room."""
+        """Hand waiting tickets to `handle` while it has room (one worker)."""
         while handle and self.waiting and self.inflight(handle) < self.inflight_limit:
-            ticket = self.waiting.popleft()
-            ticket.worker, ticket.dispatched_at = handle, time.monotonic()
-            if not handle.send(ticket.job):
-                fail(ticket, "engine worker lost")
+            self.hand_over(self.waiting[0], handle, fail)
+
+    def hand_over(self, ticket: Ticket, handle: WorkerHandle, fail: Callable[[Ticket, str], None]) -> None:
+        self.waiting.remove(ticket)
+        ticket.worker, ticket.dispatched_at = handle, time.monotonic()
+        if not handle.send(ticket.job):
+            fail(ticket, "engine worker lost")
+
+    def load(self, handle: WorkerHandle | None) -> WorkerLoad:
+        """What dispatch needs to know of one worker (None: a slot with no serving worker)."""
+        if handle is None:
+            return WorkerLoad(False, 0, self.inflight_limit)
+        held = self.held_by(handle)
+        return WorkerLoad(True, len(held), self.inflight_limit, tuple(t.key for t in held if not t.started),
+                          self.max_batch)
 
     def held_by(self, handle: WorkerHandle) -> list[Ticket]:
         return [t for t in self.tickets.values() if t.worker is handle and not t.done]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
@@ -38,7 +38,17 @@ class EngineLike(Protocol):
 
     def is_ready(self) -> bool: ...
 
-    async def recycle(self, reason: str, overlap: bool = True) -> bool: ...
+    async def recycle(self, reason: str, overlap: bool = True) -> bool:
+        """Every worker, one after another (EngineClient also takes worker=INDEX: that slot only)."""
+        ...
+
+
+def engine_workers(info: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The per-worker entries of engine info ("workers"); the top level stands for worker 0 without them."""
+    workers = info.get("workers")
+    if isinstance(workers, list) and workers:
+        return [worker for worker in workers if isinstance(worker, Mapping)]
+    return [{**info, "index": 0}]
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,13 @@ Only one recycle runs at a time; a second request while one runs is skipped, not
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
-from ishowttsd.jobs.context import JobContext, JobOutcome, OutcomeStatus
+from ishowttsd.jobs.context import JobContext, JobOutcome, OutcomeStatus, engine_workers
 from ishowttsd.jobs.sampler import Sampler
 
 log = structlog.get_logger(__name__)
@@ -72,9 +74,10 @@ class Recycler:
         self.ctx, self.sampler = ctx, sampler
         self._lock = asyncio.Lock()
 
-    async def memory_picture(self) -> MemoryPicture:
+    async def memory_picture(self, worker: int | None = None) -> MemoryPicture:
+        """Worker `worker`'s footprint (None: worker 0, the top-level figures) and what is free."""
         await self.sampler.read_hardware()
-        info, system = self.ctx.engine.info(), self.sampler.system
+        info, system = self._worker_info(worker), self.sampler.system
         return MemoryPicture(
             device=str(info["device"]) if info.get("device") else None,
             worker_rss=_int_or_none(info.get("worker_rss_bytes")),
@@ -82,16 +85,31 @@ class Recycler:
             gpu_free=_gpu_free(self.sampler),
             host_available=system.memory_available_bytes if system else None)
 
-    async def recycle(self, reason: str) -> tuple[bool | None, str]:
-        """(True/False = the recycle worked/failed, None = not attempted) and what happened."""
+    def _worker_info(self, worker: int | None) -> Mapping[str, Any]:
+        info = self.ctx.engine.info()
+        if worker is None:
+            return info
+        return next((w for w in engine_workers(info) if w.get("index") == worker), info)
+
+    async def recycle(self, reason: str, worker: int | None = None) -> tuple[bool | None, str]:
+        """(True/False = the recycle worked/failed, None = not attempted) and what happened.
+
+        worker: one worker slot's index (the others keep serving); None = every worker, one at a time.
+        """
         if self._lock.locked() or self.ctx.engine.state != "ready":
             return None, f"not recycled: engine {self.ctx.engine.state}, a recycle may be running"
         async with self._lock:
-            overlap, why = can_overlap(await self.memory_picture())
-            log.warning("engine_recycle", reason=reason, overlap=overlap, overlap_reason=why)
-            ok = await self.ctx.engine.recycle(reason, overlap=overlap)
-        (log.info if ok else log.error)("engine_recycle_done", ok=ok, reason=reason)
-        return ok, f"{'recycled' if ok else 'recycle failed'} ({reason}; overlap {overlap}: {why})"
+            overlap, why = can_overlap(await self.memory_picture(worker))
+            log.warning("engine_recycle", reason=reason, overlap=overlap, overlap_reason=why, worker=worker)
+            ok = await self._engine_recycle(reason, overlap, worker)
+        (log.info if ok else log.error)("engine_recycle_done", ok=ok, reason=reason, worker=worker)
+        which = "" if worker is None else f"worker {worker} "
+        return ok, f"{which}{'recycled' if ok else 'recycle failed'} ({reason}; overlap {overlap}: {why})"
+
+    async def _engine_recycle(self, reason: str, overlap: bool, worker: int | None) -> bool:
+        if worker is None:
+            return await self.ctx.engine.recycle(reason, overlap=overlap)
+        return await self.ctx.engine.recycle(reason, overlap=overlap, worker=worker)  # type: ignore[call-arg]
 
     async def scheduled(self) -> JobOutcome:
         """The optional daily recycle (jobs.recycle_at, with jitter)."""

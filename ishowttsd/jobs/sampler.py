@@ -16,11 +16,14 @@ import structlog
 
 from ishowttsd.fsutil import append_jsonl_line
 from ishowttsd.hw.base import GpuSample, SystemSample
-from ishowttsd.jobs.context import JobContext, JobOutcome
+from ishowttsd.jobs.context import JobContext, JobOutcome, engine_workers
 
 log = structlog.get_logger(__name__)
 MEMORY_HISTORY = "memory_history.jsonl"
 GIB = 1024**3
+# ishowttsd_worker_memory_bytes{kind} ← engine info key of each worker
+WORKER_MEMORY_KEYS = {"rss": "worker_rss_bytes", "cuda_allocated": "cuda_allocated_bytes",
+                      "cuda_reserved": "cuda_reserved_bytes"}
 
 
 def _total(values: Sequence[int | None]) -> int | None:
@@ -86,8 +89,10 @@ class Sampler:
         info = self.ctx.engine.info()
         self._publish_gpus(gpus)
         self._publish_worker(info)
-        record = memory_record(self.ctx.clock(), gpus, system, info)
-        await asyncio.to_thread(append_jsonl_line, self.history_path, record)
+        records = self._worker_records(gpus, system, info)
+        for record in records:
+            await asyncio.to_thread(append_jsonl_line, self.history_path, record)
+        record = records[0]
         missing = {gpu.device: gpu.missing for gpu in gpus if gpu.partial}
         if system.partial:
             missing["system"] = system.missing
@@ -113,8 +118,22 @@ class Sampler:
         seen.update(gpu.throttle_reasons)
         self.ctx.metrics.set_gpu_throttle_reasons(gpu.device, {r: r in gpu.throttle_reasons for r in seen})
 
+    def _worker_records(self, gpus: Sequence[GpuSample], system: SystemSample,
+                        info: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """One memory history line per worker slot, tagged with its index and configured device."""
+        now = self.ctx.clock()
+        return [{**memory_record(now, gpus, system, worker), "worker": worker.get("index", 0),
+                 "device": worker.get("configured_device", worker.get("device"))}
+                for worker in engine_workers(info)]
+
     def _publish_worker(self, info: Mapping[str, Any]) -> None:
+        """Unlabelled gauges: worker 0 (the top level); labelled ones: every worker slot."""
         rss = info.get("worker_rss_bytes")
         if isinstance(rss, int):
             self.ctx.metrics.set_worker_memory(rss, int(info.get("cuda_allocated_bytes") or 0),
                                                int(info.get("cuda_reserved_bytes") or 0))
+        for worker in engine_workers(info):
+            known = {kind: worker.get(key) for kind, key in WORKER_MEMORY_KEYS.items()}
+            self.ctx.metrics.set_worker_slot_memory(
+                int(worker.get("index", 0)), str(worker.get("configured_device", worker.get("device"))),
+                {kind: value for kind, value in known.items() if isinstance(value, int)})
