@@ -21,6 +21,7 @@ from aiohttp import web
 
 from ishowttsd import __version__
 from ishowttsd.api.app import AppDeps, create_app
+from ishowttsd.api.routes_engine import engine_routes
 from ishowttsd.api.routes_jobs import jobs_routes
 from ishowttsd.bench.quality import make_quality_fn
 from ishowttsd.bench.runner import make_bench_fn
@@ -121,6 +122,7 @@ class Daemon:
         """The API app; with `token` (the loopback TCP listener's app) every request needs that bearer token."""
         app = create_app(self.app_deps(), require_token=token)
         app.add_routes(jobs_routes(self.jobs, self.reload))
+        app.add_routes(engine_routes(self.engine, lambda: Path(self.config.daemon.state_dir)))
         if self.config.daemon.fault_injection:
             app.add_routes(fault_routes(self))
         return app

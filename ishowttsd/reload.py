@@ -23,17 +23,26 @@ if TYPE_CHECKING:
     from ishowttsd.daemon import Daemon
 
 log = structlog.get_logger("ishowttsd")
-RESTART_ONLY = ("socket", "socket_mode", "socket_group", "state_dir", "log_dir", "tcp_listen", "tcp_token_file")
+# (section, key): settings only a restart can change (sockets, directories, the set of engine workers).
+RESTART_ONLY: tuple[tuple[str, str], ...] = (
+    *(("daemon", key) for key in ("socket", "socket_mode", "socket_group", "state_dir", "log_dir", "tcp_listen",
+                                  "tcp_token_file")),
+    ("engine", "devices"),
+)
 
 
 def restart_only_changes(old: Config, new: Config) -> list[str]:
-    return [key for key in RESTART_ONLY if getattr(old.daemon, key) != getattr(new.daemon, key)]
+    """"section.key" for each restart-only setting the new config changes."""
+    return [f"{section}.{key}" for section, key in RESTART_ONLY
+            if getattr(getattr(old, section), key) != getattr(getattr(new, section), key)]
 
 
 def keep_restart_only(old: Config, new: Config) -> Config:
     """Keys that only a restart can change keep their running values (and are reported)."""
-    kept = {key: getattr(old.daemon, key) for key in RESTART_ONLY}
-    return replace(new, daemon=replace(new.daemon, **kept))
+    sections = {section for section, _ in RESTART_ONLY}
+    kept = {section: {key: getattr(getattr(old, section), key) for s, key in RESTART_ONLY if s == section}
+            for section in sections}
+    return replace(new, **{section: replace(getattr(new, section), **keys) for section, keys in kept.items()})
 
 
 class Reloader:

@@ -189,6 +189,19 @@ def voice_name_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name")
 
 
+async def run_recycle(args: argparse.Namespace, ctx: CliContext) -> int:
+    body = {"reason": args.reason} if args.worker is None else {"reason": args.reason, "worker": args.worker}
+    async with ctx.client() as daemon:
+        await daemon.post_json("/v1/engine/recycle", body)
+    print(f"recycled {'every worker' if args.worker is None else f'worker {args.worker}'}", file=ctx.out)
+    return EXIT_OK
+
+
+def recycle_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--worker", type=int, help="worker index (see `status`); default: every worker in turn")
+    parser.add_argument("--reason", default="ishowttsctl recycle", help="recorded with the restart")
+
+
 async def run_config_check(args: argparse.Namespace, ctx: CliContext) -> int:
     try:
         load_config(Path(args.file))
@@ -207,6 +220,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("status", "summary of the daemon's state", run_status, status_arguments),
     Command("say", "synthesise TEXT into a file", run_say, say_arguments),
     Command("wait", "wait until the daemon is ready", run_wait, wait_arguments),
+    Command("recycle", "replace engine workers with fresh ones, no request lost (brings a failed worker back)",
+            run_recycle, recycle_arguments),
     Command("voices", "manage reference voices", children=(
         Command("list", "list voices", run_voices_list),
         Command("add", "add or replace a voice", run_voices_add, voices_add_arguments),

@@ -119,7 +119,9 @@ class WorkerSlot:
         self.set_state("ready", "")
         self.owner._dispatch()
         if old and not old.exited:
-            await self.retire(old, timeout_s=max(30.0, self.owner.limits.heartbeat_timeout_s))
+            # Every job the old worker holds runs to its end (each is bounded by its own deadline) before
+            # it is told to exit: a slow last batch is not killed mid-way (that would fail its requests).
+            await self.drain(old)
         return True
 
     async def drain(self, handle: WorkerHandle) -> None:
