@@ -91,7 +91,8 @@ def engine_events(metrics: Metrics, traffic: RecentTraffic) -> EngineEvents:
         job_finished=lambda audio_s, synth_s, ttfa_s, wait_s: (traffic.record(audio_s, synth_s),
                                                               metrics.observe_engine_job(audio_s, synth_s, wait_s)),
         restarted=metrics.observe_engine_restart, state_changed=state_changed,
-        worker_restarted=metrics.observe_worker_restart, worker_state=metrics.set_worker_state)
+        worker_restarted=metrics.observe_worker_restart, worker_state=metrics.set_worker_state,
+        worker_ready=metrics.observe_worker_ready, batch_size=metrics.observe_batch_size)
 
 
 def nvml_gpu_count(nvml_loader: Callable[[], Any] = load_pynvml) -> int:

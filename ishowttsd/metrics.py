@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 # 5 ms .. 30 s: time to first audio on a warm GPU is tens of ms; full-size CPU synthesis is tens of s.
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.35, 0.5, 0.75,
                    1.0, 1.5, 2.5, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0)
 # Real-time factor (synthesis seconds / audio seconds); 0.3 and 0.35 are the runbook's targets.
@@ -75,6 +76,12 @@ class Metrics:
         self.worker_cuda_reserved = Gauge("ishowttsd_worker_cuda_reserved_bytes",
                                           "CUDA memory reserved by the worker's caching allocator",
                                           registry=reg)
+        self.engine_compiled = Gauge("tts_engine_compiled", "1 when the last worker to start runs compiled, "
+                                     "0 eager (by choice or after a compile failure)", registry=reg)
+        self.compile_fallbacks = Counter("tts_engine_compile_fallbacks", "Workers that fell back to eager "
+                                         "because torch.compile failed (R24)", registry=reg)
+        self.batch_size = Histogram("tts_batch_size", "Items in the largest batch each finished job ran in",
+                                    buckets=BATCH_BUCKETS, registry=reg)
 
     def _define_worker_metrics(self) -> None:
         """Per worker slot (engine.devices): label worker = slot index, device = its configured device."""
@@ -138,6 +145,14 @@ class Metrics:
 
     def set_queue_depth(self, depth: int) -> None:
         self.queue_depth.set(depth)
+
+    def observe_worker_ready(self, compiled: bool, compile_error: str) -> None:
+        self.engine_compiled.set(1 if compiled else 0)
+        if compile_error:
+            self.compile_fallbacks.inc()
+
+    def observe_batch_size(self, size: int) -> None:
+        self.batch_size.observe(size)
 
     def observe_engine_restart(self, reason: str) -> None:
         self.engine_restarts.labels(reason=reason).inc()

@@ -152,3 +152,17 @@ def test_counters_summarise_requests_by_route_and_status_and_errors_by_cause() -
         "requests": {"/v1/tts": {"200": 2, "429": 1}, "/healthz": {"200": 1}},
         "errors": {"queue_full": 1},
     }
+
+
+def test_compile_state_fallbacks_and_batch_sizes() -> None:
+    metrics = Metrics()
+    metrics.observe_worker_ready(True, "")
+    assert sample_value(metrics, "tts_engine_compiled") == 1
+    assert sample_value(metrics, "tts_engine_compile_fallbacks_total") == 0
+    metrics.observe_worker_ready(False, "torch.compile failed: BackendCompilerFailed")
+    assert sample_value(metrics, "tts_engine_compiled") == 0
+    assert sample_value(metrics, "tts_engine_compile_fallbacks_total") == 1
+    for size in (1, 8, 8, 30):
+        metrics.observe_batch_size(size)
+    assert sample_value(metrics, "tts_batch_size_count") == 4
+    assert sample_value(metrics, "tts_batch_size_bucket", le="8.0") == 3
