@@ -90,6 +90,7 @@ class EngineConfig:
     compile_scope: str = setting("step", s.choice("step", "blocks"))
     cudnn_benchmark: bool = setting(False, s.boolean())
     position_conv: str = setting("conv1d", s.choice("conv1d", "gemm"))
+    cpu_threads: int = setting(0, s.integer(0, 1024))
 
 
 @_frozen

@@ -106,7 +106,8 @@ class Daemon:
 
     def status_extra(self) -> dict[str, object]:
         return {"watchdog": self.supervisor.snapshot(), "reload": self.reloader.snapshot(),
-                "jobs": self.jobs.status_summary(), "storage": self.disk.snapshot()}
+                "jobs": self.jobs.status_summary(), "storage": self.disk.snapshot(),
+                "degraded": self.sources.problems()}
 
     async def reload(self) -> bool:
         ok = await self.reloader.reload()

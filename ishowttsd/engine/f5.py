@@ -100,6 +100,8 @@ class F5Engine:
 
     @classmethod
     def load(cls, spec: EngineSpec) -> F5Engine:
+        if spec.cpu_threads:
+            torch.set_num_threads(spec.cpu_threads)
         device = resolve_device(spec.device)
         dtype = resolve_dtype(spec.dtype, device)
         ckpt, vocab, vocoder_dir, model_cfg = resolve_files(spec)

@@ -41,6 +41,7 @@ class EngineSpec:
     compile_scope: str = "step"  # "step": whole Euler step (CUDA graphs); "blocks": each DiT block (fast compile)
     cudnn_benchmark: bool = False  # on: cuDNN re-tunes for every new text-embedding length (seen 0.4 s stalls)
     position_conv: str = "conv1d"  # "conv1d" (f5-tts as is) or "gemm" (engine/posconv.py)
+    cpu_threads: int = 0  # torch intra-op threads in the worker; 0 = torch's default (one per core)
 
     @property
     def random_weights(self) -> bool:
@@ -50,7 +51,7 @@ class EngineSpec:
 # [engine] batching, shape and compile keys copied as they are into the spec.
 TUNING_KEYS = ("max_batch", "batch_window_ms", "max_frames", "min_frames", "bucket_growth",
                "stream_first_chunk_bytes", "compile_mode", "compile_backend", "compile_scope", "cudnn_benchmark",
-               "position_conv")
+               "position_conv", "cpu_threads")
 
 
 def spec_from_config(cfg: Any, warmup_voice: Any = None) -> EngineSpec:

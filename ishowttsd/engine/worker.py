@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 
 from ishowttsd.engine import protocol as p
+from ishowttsd.engine.injected import compile_spec, slow_down
 from ishowttsd.engine.spec import EngineSpec
 
 STOP = object()
@@ -106,12 +107,30 @@ def read_pipe(conn: Connection, outbox: Outbox, state: WorkerState) -> None:
 
 def apply_fault(fault: p.Fault, state: WorkerState) -> None:
     """Test-only faults (the daemon forwards them only with fault_injection = true)."""
-    if fault.kind == "hang":
-        time.sleep(fault.amount or 3600)
-    elif fault.kind == "grow_memory":
-        state.growth.append(bytearray(int(fault.amount)))  # bytearray pages are touched: real RSS
-    elif fault.kind == "crash":
-        os._exit(70)
+    action = FAULT_ACTIONS.get(fault.kind)
+    if action is not None:
+        action(fault, state)
+
+
+def _hang(fault: p.Fault, state: WorkerState) -> None:
+    time.sleep(fault.amount or 3600)
+
+
+def _grow_memory(fault: p.Fault, state: WorkerState) -> None:
+    state.growth.append(bytearray(int(fault.amount)))  # bytearray pages are touched: real RSS
+
+
+def _crash(fault: p.Fault, state: WorkerState) -> None:
+    os._exit(70)
+
+
+def _slow(fault: p.Fault, state: WorkerState) -> None:
+    """Sleep `amount` s before each of the next extra["batches"] batches (0/absent: until amount 0 clears it)."""
+    slow_down(state.scheduler, fault.amount, int(fault.extra.get("batches", "0") or 0))
+
+
+FAULT_ACTIONS: dict[str, Callable[[p.Fault, WorkerState], None]] = {
+    "hang": _hang, "grow_memory": _grow_memory, "crash": _crash, "slow": _slow}
 
 
 def boot(spec: EngineSpec, outbox: Outbox, state: WorkerState) -> Any:
@@ -122,7 +141,7 @@ def boot(spec: EngineSpec, outbox: Outbox, state: WorkerState) -> Any:
     try:
         engine = F5Engine.load(spec)
         if spec.compile:
-            compile_engine(engine, spec)
+            compile_engine(engine, compile_spec(spec))  # compile_spec: the compile_failure fault hook
         before_warm = compiled_graphs()
         warm_s = warm(engine, spec, state)
     except BootError as exc:

@@ -16,7 +16,7 @@ import structlog
 
 from ishowttsd.fsutil import append_jsonl_line
 from ishowttsd.hw.base import GpuSample, SystemSample
-from ishowttsd.jobs.context import JobContext, JobOutcome, engine_workers
+from ishowttsd.jobs.context import JobContext, JobOutcome, engine_workers, set_degraded
 
 log = structlog.get_logger(__name__)
 MEMORY_HISTORY = "memory_history.jsonl"
@@ -62,6 +62,16 @@ def summary_line(record: Mapping[str, Any], temp_c: float | None) -> str:
     return ", ".join(parts) or "no readings"
 
 
+DEGRADED_KEY = "gpu readings"
+
+
+def unreadable_gpus(gpus: Sequence[GpuSample]) -> str | None:
+    """"DEVICE: reason" for GPUs of which nothing could be read (a partial read is normal on some boards)."""
+    dead = [gpu for gpu in gpus if gpu.utilization_percent is None and gpu.memory_used_bytes is None
+            and not gpu.temperatures and gpu.missing]
+    return "; ".join(f"{gpu.device}: {next(iter(gpu.missing.values()))}" for gpu in dead) or None
+
+
 class Sampler:
     """The sampler job; also the latest readings for the health job and the STATUS= line."""
 
@@ -94,6 +104,7 @@ class Sampler:
             await asyncio.to_thread(append_jsonl_line, self.history_path, record)
         record = records[0]
         missing = {gpu.device: gpu.missing for gpu in gpus if gpu.partial}
+        set_degraded(self.ctx.status_sources, DEGRADED_KEY, unreadable_gpus(gpus))
         if system.partial:
             missing["system"] = system.missing
         return JobOutcome("ok", summary_line(record, self.max_temp_c()), {**record, "missing": missing})

@@ -17,6 +17,7 @@ from ishowttsd.config import Config
 from ishowttsd.configstore import ConfigStore
 from ishowttsd.hw.base import GpuBackend, HardwareUnavailable
 from ishowttsd.hw.detect import backend_for_config
+from ishowttsd.hw.injected import FaultInjectingBackend
 from ishowttsd.hw.null import NullBackend
 from ishowttsd.jobs.context import BenchFn, EngineLike, JobContext, QualityFn, set_degraded
 from ishowttsd.jobs.scheduler import JobRunner
@@ -46,8 +47,11 @@ def build_job_runner(*, get_config: Callable[[], Config], engine: EngineLike, me
                      **runner_options: Any) -> JobRunner:
     """A JobRunner over the daemon's engine, metrics, config store and status sources."""
     config = get_config()
+    backend = open_backend(config, status_sources)
+    if config.daemon.fault_injection:
+        backend = FaultInjectingBackend(backend)  # test-only: POST /v1/admin/fault {"kind": "nvml_error"}
     ctx = JobContext(get_config=get_config, engine=engine, metrics=metrics,
-                     backend=open_backend(config, status_sources), config_store=config_store,
+                     backend=backend, config_store=config_store,
                      status_sources=status_sources, traffic=traffic, state_dir=config.daemon.state_dir,
                      log_dir=config.daemon.log_dir, bench_fn=bench_fn, quality_fn=quality_fn,
                      storage_error=storage_error)

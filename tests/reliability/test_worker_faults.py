@@ -13,7 +13,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
+from contention import ONE_CPU_THREAD
 from reliability_support import (
     FAST,
     TINY_TEXT,
@@ -29,11 +31,14 @@ from soak_measure import Watch, judge
 
 DEADLINE_S = 30.0  # [limits] request_timeout_s of these daemons
 CLIENT_SLACK_S = 5.0  # a request may take its deadline plus this, never more
-# Issue 7 asks for the engine back within 5 s of a SIGKILL. Not met on the 2-core CPU box: a fresh worker
-# spends ~4-7 s importing f5-tts (its trainer pulls wandb/accelerate/datasets) before it can load the model,
-# more under load. The figure is printed; the bound below only catches a recovery that is broken outright.
-# A warm standby worker would meet 5 s; it is not built yet (see the issue note).
-ENGINE_BACK_S = 30.0
+# Issue 7 asks for the engine back within 5 s of a SIGKILL. Workers are forked from a fork server that
+# imported torch + f5-tts once (engine/start.py), so a restart is the tiny model's load and warm-up only:
+# 0.31-0.33 s with one OpenMP thread (contention.py) at load 3-4; with torch's default two threads on the
+# loaded 2-core box 0.3-3.6 s in 4 runs and 7.9 s in a fifth (load 5-6: warm-up stalls, see contention.py).
+# A spawned worker took 5.9-14 s (mostly imports).
+ENGINE_BACK_S = 5.0
+# After the fork server itself was killed, the next worker start pays the imports once more.
+ENGINE_BACK_AFTER_FORK_SERVER_S = 60.0
 TOTAL, CONCURRENCY, KILL_AFTER = 200, 8, 40
 # Short enough for a quick hang test, long enough that a busy 2-core box is not taken for a hang.
 HEARTBEAT_S, PING_S = 10.0, 0.5
@@ -43,7 +48,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def fault_daemon(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[DaemonProcess]:
-    daemon = start_daemon(tmp_path_factory.mktemp("faults"), models_dir, daemon={"fault_injection": True},
+    daemon = start_daemon(tmp_path_factory.mktemp("faults"), models_dir, env=ONE_CPU_THREAD,
+                          daemon={"fault_injection": True},
                           engine={"heartbeat_timeout_s": HEARTBEAT_S, "ping_interval_s": PING_S},
                           limits={"request_timeout_s": DEADLINE_S})
     yield daemon
@@ -106,10 +112,12 @@ def test_sigkill_during_200_requests_at_concurrency_8(fault_daemon: DaemonProces
     watch.join()
     assert watch.back_at is not None, fault_daemon.status()["engine"]
     back_s = watch.back_at - float(killed["at"])  # type: ignore[arg-type]
+    engine = fault_daemon.status()["engine"]
     print(f"\nFIGURE sigkill: {TOTAL} requests at concurrency {CONCURRENCY}, worker SIGKILLed after "
           f"{KILL_AFTER} answers: statuses {result.by_status()}, slowest {result.slowest_s:.2f}s "
           f"(deadline {DEADLINE_S:.0f}s), engine back {back_s:.2f}s after the kill "
-          f"(pid {killed['pid']} -> {watch.new_pid}); {load_average()}")
+          f"(pid {killed['pid']} -> {watch.new_pid}; its boot {engine['boot_s']:.2f}s of which warm-up "
+          f"{engine['warm_s']:.2f}s); {load_average()}")
     check_answers(result)
     assert 1 <= result.count(503) <= CONCURRENCY, "the kill should fail only the work in hand"
     assert back_s <= ENGINE_BACK_S, f"engine back after {back_s:.1f}s (> {ENGINE_BACK_S}s)"
@@ -136,6 +144,39 @@ def test_hung_worker_is_recycled_and_no_request_waits_past_its_deadline(fault_da
     assert detect_s <= 2 * HEARTBEAT_S, f"hang detected only after {detect_s:.1f}s"
     assert back_s <= ENGINE_BACK_S, f"engine back {back_s:.1f}s after the hang was detected"
     assert "worker hung" in fault_daemon.log()
+
+
+def fork_server_of(daemon: DaemonProcess) -> psutil.Process:
+    assert daemon.process is not None
+    [server] = [child for child in psutil.Process(daemon.process.pid).children()
+                if "multiprocessing.forkserver" in " ".join(child.cmdline())]
+    return server
+
+
+def ended(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_a_dead_fork_server_does_not_wedge_restarts(fault_daemon: DaemonProcess) -> None:
+    """Kill the fork server, then the worker: multiprocessing starts a new server, the engine comes back."""
+    server, old_pid = fork_server_of(fault_daemon), worker_pid(fault_daemon)
+    assert old_pid is not None and psutil.Process(old_pid).ppid() == server.pid  # forked by the server
+    server.kill()
+    wait_for(lambda: ended(server), 10, "the fork server's end")
+    killed_at = time.monotonic()
+    os.kill(old_pid, signal.SIGKILL)
+    watch = EngineWatch(fault_daemon, old_pid)
+    watch.join()
+    assert watch.back_at is not None, fault_daemon.status()["engine"]
+    back_s, new_server = watch.back_at - killed_at, fork_server_of(fault_daemon)
+    print(f"\nFIGURE fork server killed, then the worker: engine back {back_s:.2f}s after the kill "
+          f"(fork server {server.pid} -> {new_server.pid}, pays the imports again); {load_average()}")
+    assert new_server.pid != server.pid and new_server.is_running()
+    assert request(fault_daemon.socket, "POST", "/v1/tts", {"text": TINY_TEXT, **FAST}).status == 200
+    assert back_s <= ENGINE_BACK_AFTER_FORK_SERVER_S
 
 
 def process_alive(pid: int) -> bool:
