@@ -8,7 +8,9 @@ with "." are never voice names, so these work directories cannot collide with vo
 cleaned up when the store opens.
 
 The methods block (file I/O, soundfile): call them through `asyncio.to_thread` from the event loop.
-They are thread-safe.
+They are thread-safe. The one exception is `cached`, the synthesis routes' fast path: it answers
+from memory after at most two stat() calls (no reads), so the event loop may call it directly and
+skip a thread hop per request; it returns None whenever `get` must look at the files.
 """
 
 from __future__ import annotations
@@ -63,6 +65,23 @@ class ReservedVoiceName(VoiceError, ValueError):
 
 class InvalidTranscript(VoiceError, ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class CachedRef:
+    """A VoiceRef `get` built, the files it was built from and their mtimes (ns) when it was."""
+
+    ref: VoiceRef
+    files: tuple[str, ...]
+    stamps: tuple[int, ...]
+
+
+def file_stamps(paths: tuple[str, ...]) -> tuple[int, ...] | None:
+    """The files' mtimes in ns; None if one is missing or unreadable."""
+    try:
+        return tuple(os.stat(path).st_mtime_ns for path in paths)
+    except OSError:
+        return None
 
 
 class VoiceLimits(VoiceAudioLimits, Protocol):
@@ -123,19 +142,41 @@ class VoiceStore:
         self._limits = limits
         self._write_file = write_file
         self._lock = threading.Lock()
+        self._refs: dict[str, CachedRef] = {}
         root.mkdir(parents=True, exist_ok=True)
         self._recover()
 
+    def cached(self, name: str) -> VoiceRef | None:
+        """What `get` last returned for `name`, if its files have not changed since (two stat() calls,
+        no reads: fit for the event loop); None = call `get` (through a thread)."""
+        entry = self._refs.get(name)
+        if entry is None or file_stamps(entry.files) != entry.stamps:
+            return None
+        return entry.ref
+
     # Reads take the lock too, so they never fall between the two renames of a replacement.
     def get(self, name: str) -> VoiceRef:
-        """The voice as the engine needs it; raises VoiceNotFound."""
+        """The voice as the engine needs it; raises VoiceNotFound. Remembered for `cached`."""
         if name == BUILTIN_VOICE:
-            return self._builtin_ref()
+            ref = self._builtin_ref()
+            return self._remember(name, ref, (ref.version,))
         with self._lock:
             directory = self._existing_dir(name)
+            stamps = file_stamps(self._stamped_files(name))  # before the reads: a later write changes them
             text = (directory / TEXT_FILE).read_text(encoding="utf-8")
             version = (directory / AUDIO_FILE).stat().st_mtime_ns
-        return VoiceRef(name, str(directory / AUDIO_FILE), text, version)
+            return self._remember(name, VoiceRef(name, str(directory / AUDIO_FILE), text, version), stamps)
+
+    def _stamped_files(self, name: str) -> tuple[str, ...]:
+        """The files a cached VoiceRef depends on (their mtimes are checked on every `cached`)."""
+        if name == BUILTIN_VOICE:
+            return (str(self._default_audio),)
+        return str(self._root / name / AUDIO_FILE), str(self._root / name / TEXT_FILE)
+
+    def _remember(self, name: str, ref: VoiceRef, stamps: tuple[int, ...] | None) -> VoiceRef:
+        if stamps is not None:
+            self._refs[name] = CachedRef(ref, self._stamped_files(name), stamps)
+        return ref
 
     def info(self, name: str) -> VoiceInfo:
         if name == BUILTIN_VOICE:
@@ -156,6 +197,7 @@ class VoiceStore:
         audio = validate_voice_audio(audio_bytes, self._limits)
         staging = self._stage(name, audio, transcript)
         with self._lock:
+            self._refs.pop(name, None)
             self._install(staging, self._root / name)
             return self._read_info(self._root / name)
 
@@ -164,6 +206,7 @@ class VoiceStore:
         if name in RESERVED_NAMES:
             raise ReservedVoiceName(f"voice {name!r} is built in and cannot be deleted")
         with self._lock:
+            self._refs.pop(name, None)
             directory = self._existing_dir(name)
             retired = self._work_dir(REMOVED_PREFIX, name)
             os.rename(directory, retired)

@@ -4,82 +4,151 @@
 1. direct: F5Engine.synthesize in this process, N times;
 2. daemon: the same job through the real daemon's Unix socket, N times, sequentially;
    overhead = client latency - the worker's own synthesis time for that job (/v1/status totals),
-   so CPU noise in the synthesis itself cancels out.
+   so CPU noise in the synthesis itself cancels out. A GET /healthz round trip is timed too, for scale.
+
+The daemon runs with the shipped [logging] level and [engine] ping interval (not the test harness's
+debug/0.5 s). With --baseline-tree (another checkout, e.g. `git worktree add /tmp/base HEAD~1`;
+repeatable), a daemon from each tree runs beside this tree's and requests alternate between them
+(the order reversed every round), so before/after comparisons see the same machine load: the box is
+shared, compare within one run. --settle-ms (default 50) pauses before each request, so one daemon's
+worker threads are idle again before the next request starts; 0 = back to back (warm caches: the
+healthz round trip is ~0.5 ms back to back and ~1.2 ms after a 50 ms pause on the 2-core box).
 
     python3 scripts/overhead_cpu.py --runs 30 --out overhead.json
+    python3 scripts/overhead_cpu.py --runs 30 --baseline-tree /tmp/base --settle-ms 0 --out overhead.json
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
 
-from daemon_harness import request, start_daemon
+from daemon_harness import DaemonProcess, request, start_daemon
 
 from ishowttsd.engine.f5 import F5Engine
 from ishowttsd.engine.protocol import Job, VoiceRef
 from ishowttsd.engine.spec import EngineSpec
 from ishowttsd.voices import find_default_reference
 
+REPO = Path(__file__).resolve().parent.parent
 TEXT = "Hi chat."
 TRANSCRIPT = "Some call me nature, others call me mother nature."
+WARMUP = 2
+SETTLE_MS = 50.0  # before each request: torch's idle CPU threads spin for a while after a batch
+SHIPPED_SETTINGS = {"logging": {"format": "json", "level": "info"}, "engine": {"ping_interval_s": 2.0},
+                    "watchdog": {"canary_interval_s": 3600.0, "canary_max_age_s": 7200.0}}
 
 
 def ms(values: list[float]) -> dict[str, float]:
+    """Median, mean, min and the 10th/90th percentiles (the spread), in milliseconds."""
+    deciles = statistics.quantiles(values, n=10) if len(values) > 1 else values * 9
     return {"median_ms": 1000 * statistics.median(values), "mean_ms": 1000 * statistics.fmean(values),
-            "min_ms": 1000 * min(values)}
+            "min_ms": 1000 * min(values), "p10_ms": 1000 * deciles[0], "p90_ms": 1000 * deciles[-1]}
 
 
 def direct(models: Path, runs: int) -> list[float]:
     engine = F5Engine.load(EngineSpec(model="tiny", cache_dir=str(models), device="cpu"))
     voice = VoiceRef("default", str(find_default_reference()), TRANSCRIPT)
     times = []
-    for i in range(runs + 2):
+    for i in range(runs + WARMUP):
         start = time.perf_counter()
         engine.synthesize(Job(i, TEXT, voice, 8, 1.0, seed=1), lambda pcm: None, lambda: None)
         times.append(time.perf_counter() - start)
-    return times[2:]
+    return times[WARMUP:]
 
 
-def through_daemon(models: Path, runs: int) -> tuple[list[float], list[float]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        daemon = start_daemon(Path(tmp), models, watchdog={"canary_interval_s": 3600.0, "canary_max_age_s": 7200.0})
-        try:
-            latencies, overheads = [], []
-            for _ in range(runs + 2):
-                before = daemon.status()["engine"]["synth_s_total"]
-                start = time.perf_counter()
-                reply = request(daemon.socket, "POST", "/v1/tts", {"text": TEXT, "seed": 1, "format": "pcm"})
-                latency = time.perf_counter() - start
-                assert reply.status == 200, reply.body
-                synth = daemon.status()["engine"]["synth_s_total"] - before
-                latencies.append(latency)
-                overheads.append(latency - synth)
-        finally:
-            daemon.stop()
-    return latencies[2:], overheads[2:]
+class Sampler:
+    """One daemon's timings: latency and overhead per synthesis, healthz round trips."""
+
+    def __init__(self, daemon: DaemonProcess) -> None:
+        self.daemon = daemon
+        self.latencies: list[float] = []
+        self.overheads: list[float] = []
+        self.healthz: list[float] = []
+
+    def synthesis(self) -> None:
+        before = self.daemon.status()["engine"]["synth_s_total"]
+        start = time.perf_counter()
+        reply = request(self.daemon.socket, "POST", "/v1/tts", {"text": TEXT, "seed": 1, "format": "pcm"})
+        latency = time.perf_counter() - start
+        assert reply.status == 200, reply.body
+        synth = self.daemon.status()["engine"]["synth_s_total"] - before
+        self.latencies.append(latency)
+        self.overheads.append(latency - synth)
+
+    def health(self) -> None:
+        start = time.perf_counter()
+        assert request(self.daemon.socket, "GET", "/healthz").status == 200
+        self.healthz.append(time.perf_counter() - start)
+
+    def summary(self) -> dict[str, object]:
+        return {"daemon_end_to_end": ms(self.latencies[WARMUP:]),
+                "daemon_overhead_per_request": ms(self.overheads[WARMUP:]), "healthz_round_trip": ms(self.healthz)}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
+@contextlib.contextmanager
+def daemon_from(tree: Path, directory: Path, models: Path) -> Iterator[DaemonProcess]:
+    """A daemon importing ishowttsd from `tree` (python -m puts the working directory first on sys.path)."""
+    here = Path.cwd()
+    os.chdir(tree)
+    try:
+        daemon = start_daemon(directory, models, env={"PYTHONPATH": str(tree)}, **SHIPPED_SETTINGS)
+    finally:
+        os.chdir(here)
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def alternate(samplers: list[Sampler], runs: int, settle_s: float) -> None:
+    """Each round one synthesis and one healthz per daemon; the daemons' order reverses every round."""
+    for round_ in range(runs + WARMUP):
+        for sampler in samplers if round_ % 2 == 0 else samplers[::-1]:
+            for step in (Sampler.synthesis, Sampler.health):
+                time.sleep(settle_s)
+                step(sampler)
+
+
+def through_daemons(trees: dict[str, Path], models: Path, runs: int,
+                    settle_s: float) -> dict[str, dict[str, object]]:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        samplers = {name: Sampler(stack.enter_context(daemon_from(tree, Path(tmp) / str(index), models)))
+                    for index, (name, tree) in enumerate(trees.items())}
+        alternate(list(samplers.values()), runs, settle_s)
+        return {name: sampler.summary() for name, sampler in samplers.items()}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--models", default=str(Path(tempfile.gettempdir()) / "ishowttsd-models"))
+    parser.add_argument("--baseline-tree", action="append", default=[],
+                        help="another checkout whose daemon runs alternately beside this one (repeatable)")
+    parser.add_argument("--settle-ms", type=float, default=SETTLE_MS, help="pause before each request")
     parser.add_argument("--out")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     models = Path(args.models)
     models.mkdir(parents=True, exist_ok=True)
-    engine_times = direct(models, args.runs)
-    latencies, overheads = through_daemon(models, args.runs)
-    result = {"direct_engine": ms(engine_times), "daemon_end_to_end": ms(latencies),
-              "daemon_overhead_per_request": ms(overheads), "runs": args.runs, "text": TEXT,
-              "command": " ".join(sys.argv)}
+    trees = {"this_tree": REPO, **{f"tree:{tree}": Path(tree).resolve() for tree in args.baseline_tree}}
+    result: dict[str, object] = {"direct_engine": ms(direct(models, args.runs))}
+    result.update(through_daemons(trees, models, args.runs, args.settle_ms / 1000))
+    result.update(runs=args.runs, settle_ms=args.settle_ms, text=TEXT, settings=SHIPPED_SETTINGS,
+                  command=" ".join(sys.argv))
     print(json.dumps(result, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

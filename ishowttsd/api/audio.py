@@ -121,6 +121,17 @@ def pcm_to_wav(pcm: bytes, sample_rate: int = SAMPLE_RATE) -> bytes:
     return buffer.getvalue()
 
 
+def wav_header(data_bytes: int, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """The 44-byte RIFF/WAVE header of `data_bytes` bytes of engine PCM (what `wave` writes)."""
+    return struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, 1, sample_rate,
+                       sample_rate * SAMPLE_WIDTH, SAMPLE_WIDTH, 8 * SAMPLE_WIDTH, b"data", data_bytes)
+
+
+def wav_body(pieces: list[bytes], sample_rate: int = SAMPLE_RATE) -> bytes:
+    """Engine PCM pieces as one complete WAV file, copied once (pcm_to_wav's bytes, without `wave`)."""
+    return b"".join([wav_header(sum(map(len, pieces)), sample_rate), *pieces])
+
+
 def streaming_wav_header(sample_rate: int = SAMPLE_RATE) -> bytes:
     """A 44-byte header for audio of unknown length: wave's own header, both sizes = the placeholder."""
     header = bytearray(pcm_to_wav(b"", sample_rate))

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
-from ishowttsd.api.audio import pcm_seconds, pcm_to_wav, streaming_wav_header
+from ishowttsd.api.audio import pcm_seconds, streaming_wav_header, wav_body
 from ishowttsd.api.errors import to_api_error, too_large, unsupported_media
 from ishowttsd.api.schemas import (
     SynthesisDefaults,
@@ -29,7 +29,7 @@ from ishowttsd.api.schemas import (
 )
 from ishowttsd.config import Config
 from ishowttsd.engine.client import SynthesisRequest
-from ishowttsd.engine.protocol import SAMPLE_RATE
+from ishowttsd.engine.protocol import SAMPLE_RATE, VoiceRef
 
 if TYPE_CHECKING:
     from ishowttsd.api.app import AppDeps
@@ -43,6 +43,8 @@ CONTENT_TYPES: Mapping[str, str] = {"wav": "audio/wav", "pcm": f"audio/L16;rate=
 # L16 is big-endian in RFC 2586; ours is little-endian like OpenAI's "pcm": say so explicitly.
 AUDIO_FORMAT_HEADER = f"s16le; rate={SAMPLE_RATE}; channels=1"
 STREAM_PREFIXES: Mapping[str, Callable[[], bytes]] = {"wav": streaming_wav_header, "pcm": bytes}
+# One copy of the audio at most: a one-piece answer is sent as the piece itself.
+BODY_BUILDERS: Mapping[str, Callable[[list[bytes]], bytes]] = {"wav": wav_body, "pcm": b"".join}
 Parser = Callable[[Mapping[str, Any], SynthesisDefaults, Callable[[], int]], TtsParams]
 
 
@@ -89,22 +91,27 @@ class SynthesisHandlers:
         params = parse(body, synthesis_defaults(config), self._deps.new_seed)
         request[TEXT_CHARS] = len(params.text)
         log.debug("synthesis_text", text=params.text, voice=params.voice, seed=params.seed)
-        voice = await asyncio.to_thread(self._deps.voices.get, params.voice)
+        voice = await self._voice(params.voice)
         job = SynthesisRequest(text=params.text, voice=voice, nfe=params.nfe, speed=params.speed,
                                seed=params.seed, stream=params.stream,
                                deadline_s=config.limits.request_timeout_s)
         answer = self._stream if params.stream else self._buffer
         return await answer(request, params, job)
 
+    async def _voice(self, name: str) -> VoiceRef:
+        """From the store's memory when its files are unchanged (no thread hop), else read in a thread."""
+        voices = self._deps.voices
+        return voices.cached(name) or await asyncio.to_thread(voices.get, name)
+
     async def _buffer(self, request: web.Request, params: TtsParams, job: SynthesisRequest) -> web.Response:
         timer = SynthesisTimer(self._deps, request)
-        pcm = bytearray()
+        pcm: list[bytes] = []
         async with aclosing(self._deps.engine.synthesize(job)) as pieces:
             async for piece in pieces:
                 timer.piece(len(piece))
-                pcm += piece
+                pcm.append(piece)
         synth_s = timer.finish()
-        body = pcm_to_wav(bytes(pcm)) if params.format == "wav" else bytes(pcm)
+        body = BODY_BUILDERS[params.format](pcm)
         headers = {**audio_headers(params), "X-Audio-Seconds": f"{timer.audio_s:.3f}",
                    "X-Synthesis-Seconds": f"{synth_s:.3f}"}
         return web.Response(body=body, headers=headers)

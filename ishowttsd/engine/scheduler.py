@@ -18,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from ishowttsd.engine import protocol as p
 from ishowttsd.engine.batcher import PendingItem, plan_batches
 from ishowttsd.engine.joiner import CrossfadeJoiner, to_pcm16
@@ -155,11 +153,10 @@ class BatchScheduler:
         active.vocoder_s += vocoder_s
         active.batch_size = max(active.batch_size, size)
         active.next_chunk += 1
-        audio = active.joiner.push(wave)
         if not active.finished:
-            self._emit(active, audio)
+            self._emit(active, active.joiner.push(wave))
             return
-        self._emit(active, np.concatenate([audio, active.joiner.finish()]))  # one message, not two
+        self._emit(active, active.joiner.push_last(wave))  # the tail too: one message, not two
         del self.active[active.job.job_id]
         self.send(p.Done(active.job.job_id, active.samples, active.synth_s, active.vocoder_s, active.batch_size))
 

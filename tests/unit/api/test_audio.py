@@ -17,6 +17,8 @@ from ishowttsd.api.audio import (
     pcm_to_wav,
     streaming_wav_header,
     validate_voice_audio,
+    wav_body,
+    wav_header,
 )
 from ishowttsd.api.errors import VOICE_AUDIO_ERRORS
 from ishowttsd.config import LimitsConfig
@@ -117,3 +119,11 @@ def test_pcm_seconds_counts_16bit_samples_at_24k() -> None:
 
 def test_every_voice_audio_error_kind_has_an_http_mapping() -> None:
     assert set(VOICE_AUDIO_ERROR_KINDS) == set(VOICE_AUDIO_ERRORS)
+
+
+@pytest.mark.parametrize("sizes", [[], [0], [2], [4800, 2], [1000, 2000, 3000], [123_456]])
+def test_wav_body_is_the_same_file_as_pcm_to_wav(sizes: list[int]) -> None:
+    rng = np.random.default_rng(sum(sizes))
+    pieces = [rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in sizes]
+    assert wav_body(pieces) == pcm_to_wav(b"".join(pieces))
+    assert wav_header(10) == pcm_to_wav(b"\0" * 10)[:44]

@@ -303,6 +303,23 @@ async def test_voice_lifecycle(client: TestClient, engine: EngineDouble) -> None
     assert deleted.status == 200 and (await client.get("/v1/voices/alice")).status == 404
 
 
+async def test_synthesis_reads_a_voice_once_then_serves_it_from_memory_until_it_changes(
+    client: TestClient, engine: EngineDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await client.post("/v1/voices", data=voice_form("alice", "Hello there.", sine_bytes(2.0)))
+    store = client.server.app[DEPS].voices
+    reads: list[str] = []
+    real_get = store.get
+    monkeypatch.setattr(store, "get", lambda name: reads.append(name) or real_get(name))
+    for _ in range(3):
+        assert (await client.post("/v1/tts", json={"text": "a", "voice": "alice"})).status == 200
+    assert reads == ["alice"]
+    await client.post("/v1/voices", data=voice_form("alice", "Replaced.", sine_bytes(2.5)))
+    assert (await client.post("/v1/tts", json={"text": "a", "voice": "alice"})).status == 200
+    assert reads == ["alice", "alice"] and engine.requests[-1].voice.ref_text == "Replaced."
+    assert (await client.post("/v1/tts", json={"text": "a", "voice": "nobody"})).status == 404
+
+
 @pytest.mark.parametrize(
     "name,text,audio,status,code",
     [
