@@ -15,6 +15,7 @@ skip a thread hop per request; it returns None whenever `get` must look at the f
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -69,19 +70,29 @@ class InvalidTranscript(VoiceError, ValueError):
 
 @dataclass(frozen=True)
 class CachedRef:
-    """A VoiceRef `get` built, the files it was built from and their mtimes (ns) when it was."""
+    """A VoiceRef `get` built, the files it was built from and their stamps when it was."""
 
     ref: VoiceRef
     files: tuple[str, ...]
-    stamps: tuple[int, ...]
+    stamps: Stamps
 
 
-def file_stamps(paths: tuple[str, ...]) -> tuple[int, ...] | None:
-    """The files' mtimes in ns; None if one is missing or unreadable."""
+Stamps = tuple[tuple[int, int, int], ...]
+
+
+def file_stamps(paths: tuple[str, ...]) -> Stamps | None:
+    """(mtime ns, inode, size) per file; None if one is missing or unreadable. A replaced file always
+    differs: it is written as a new inode while the old one still exists (mtimes alone can repeat
+    within one kernel clock tick)."""
     try:
-        return tuple(os.stat(path).st_mtime_ns for path in paths)
+        return tuple((st.st_mtime_ns, st.st_ino, st.st_size) for st in map(os.stat, paths))
     except OSError:
         return None
+
+
+def stamps_version(stamps: Stamps) -> int:
+    """The VoiceRef version (the engine's reference cache key) for these file stamps: 63 bits."""
+    return int.from_bytes(hashlib.blake2b(repr(stamps).encode(), digest_size=8).digest(), "big") >> 1
 
 
 class VoiceLimits(VoiceAudioLimits, Protocol):
@@ -158,14 +169,15 @@ class VoiceStore:
     def get(self, name: str) -> VoiceRef:
         """The voice as the engine needs it; raises VoiceNotFound. Remembered for `cached`."""
         if name == BUILTIN_VOICE:
-            ref = self._builtin_ref()
-            return self._remember(name, ref, (ref.version,))
+            return self._builtin_ref()
         with self._lock:
             directory = self._existing_dir(name)
             stamps = file_stamps(self._stamped_files(name))  # before the reads: a later write changes them
             text = (directory / TEXT_FILE).read_text(encoding="utf-8")
-            version = (directory / AUDIO_FILE).stat().st_mtime_ns
-            return self._remember(name, VoiceRef(name, str(directory / AUDIO_FILE), text, version), stamps)
+            if stamps is None:
+                raise VoiceNotFound(f"voice {name!r} changed while it was read; try again")
+            ref = VoiceRef(name, str(directory / AUDIO_FILE), text, stamps_version(stamps))
+            return self._remember(name, ref, stamps)
 
     def _stamped_files(self, name: str) -> tuple[str, ...]:
         """The files a cached VoiceRef depends on (their mtimes are checked on every `cached`)."""
@@ -173,9 +185,8 @@ class VoiceStore:
             return (str(self._default_audio),)
         return str(self._root / name / AUDIO_FILE), str(self._root / name / TEXT_FILE)
 
-    def _remember(self, name: str, ref: VoiceRef, stamps: tuple[int, ...] | None) -> VoiceRef:
-        if stamps is not None:
-            self._refs[name] = CachedRef(ref, self._stamped_files(name), stamps)
+    def _remember(self, name: str, ref: VoiceRef, stamps: Stamps) -> VoiceRef:
+        self._refs[name] = CachedRef(ref, self._stamped_files(name), stamps)
         return ref
 
     def info(self, name: str) -> VoiceInfo:
@@ -268,11 +279,11 @@ class VoiceStore:
             shutil.rmtree(path, ignore_errors=True)
 
     def _builtin_ref(self) -> VoiceRef:
-        try:
-            version = self._default_audio.stat().st_mtime_ns
-        except FileNotFoundError as exc:
-            raise VoiceNotFound(f"the built-in voice's audio {self._default_audio} is missing") from exc
-        return VoiceRef(BUILTIN_VOICE, str(self._default_audio), self._default_text, version)
+        stamps = file_stamps(self._stamped_files(BUILTIN_VOICE))
+        if stamps is None:
+            raise VoiceNotFound(f"the built-in voice's audio {self._default_audio} is missing")
+        ref = VoiceRef(BUILTIN_VOICE, str(self._default_audio), self._default_text, stamps_version(stamps))
+        return self._remember(BUILTIN_VOICE, ref, stamps)
 
     def _builtin_info(self) -> VoiceInfo:
         try:

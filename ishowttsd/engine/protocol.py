@@ -22,8 +22,8 @@ EXIT_BOOT_FAILURE = 3
 class VoiceRef:
     """A reference voice as the worker needs it: audio file + transcript.
 
-    `version` changes whenever the files change (mtime_ns), so the worker's cached reference
-    mel for `name` is recomputed.
+    `version` changes whenever the audio or transcript file changes (a digest of their mtime, inode
+    and size), so the worker's cached reference mel for `name` is recomputed.
     """
 
     name: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -219,3 +220,24 @@ def test_unreadable_voice_dirs_are_skipped_in_the_listing(tmp_path: Path) -> Non
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "meta.json").write_text("{not json")
     assert [voice.name for voice in store.list()] == ["default", "jack"]
+
+
+def test_a_replacement_within_one_clock_tick_still_changes_the_version(tmp_path: Path) -> None:
+    """mtimes can repeat within a kernel clock tick: the version must not rely on them alone."""
+    store = open_store(tmp_path)
+    store.add("dan", sine_bytes(2.0), "same words")
+    before = store.get("dan")
+    first_mtime = os.stat(before.audio_path).st_mtime_ns
+    store.add("dan", sine_bytes(2.0), "same words")  # same bytes, same text
+    os.utime(before.audio_path, ns=(first_mtime, first_mtime))
+    os.utime(tmp_path / "dan" / "ref.txt", ns=(first_mtime, first_mtime))
+    assert store.get("dan").version != before.version
+
+
+def test_editing_only_the_transcript_changes_the_version(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    store.add("eve", sine_bytes(2.0), "first words")
+    before = store.get("eve").version
+    (tmp_path / "eve" / "ref.txt").write_text("other words", encoding="utf-8")
+    after = store.get("eve")
+    assert after.ref_text == "other words" and after.version != before
