@@ -3,20 +3,7 @@
 
 import torch
 import torch.nn.functional as F
-
-
-def bench(fn, n=50):
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(n):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / n
-
+from gpu_posconv_probe import bench  # same folder: run as python3 scripts/gpu_conv_probe.py
 
 for batch in (2, 64):
     x = torch.randn(batch, 1024, 1344, device="cuda", dtype=torch.float16)
