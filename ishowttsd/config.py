@@ -87,7 +87,7 @@ class EngineConfig:
     compile_mode: str = setting("reduce-overhead", s.choice("default", "reduce-overhead", "max-autotune",
                                                             "max-autotune-no-cudagraphs"))
     compile_backend: str = setting("inductor", s.choice("inductor", "aot_eager", "eager"))
-    compile_scope: str = setting("step", s.choice("step", "blocks"))
+    compile_scope: str = setting("step", s.choice("step", "blocks", "captured"))
     cudnn_benchmark: bool = setting(False, s.boolean())
     position_conv: str = setting("conv1d", s.choice("conv1d", "gemm"))
     cpu_threads: int = setting(0, s.integer(0, 1024))

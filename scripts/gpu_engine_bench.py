@@ -114,17 +114,22 @@ class Bench:
             log(row)
             self.save()
 
-    def compiled(self, dtype: str, mode: str, batches: tuple[int, ...]) -> None:
-        engine, ref = self.engine(dtype, compile=True, compile_mode=mode, compile_backend=self.backend)
+    def compiled(self, dtype: str, mode: str, batches: tuple[int, ...], scope: str = "step") -> None:
+        engine, ref = self.engine(dtype, compile=True, compile_mode=mode, compile_backend=self.backend,
+                                  compile_scope=scope)
         started = time.perf_counter()
         compile_engine(engine, engine.spec)
         engine.shapes = Shapes((1344,), (1, *batches))  # only the bucket this workload needs
+        if engine.captured is not None:
+            for rows in engine.shapes.rows:
+                engine.captured.add(rows, 1344)
         self.one(engine, ref)
         first = time.perf_counter() - started
         graphs = compiled_graphs()
         for _ in range(2):
             self.one(engine, ref)
         times, mels = timed(lambda: self.one(engine, ref), 10)
+        mode = mode if scope == "step" else f"{scope} scope"
         row = {"path": f"compiled {dtype} {mode} {self.position_conv}", "batch": 1, **stats(times),
                **self.tolerance(mels[0]),
                "compile_first_call_s": first, "compile_error": engine.compile_error}
@@ -134,9 +139,9 @@ class Bench:
         self.step_time(engine, ref, dtype, mode)
         self.throughput(engine, ref, f"compiled {dtype} {mode} {self.position_conv}", batches)
         self.results[f"new_graphs_after_warm_{dtype}_{mode}"] = compiled_graphs() - graphs
-        if dtype == "fp16" and mode == "reduce-overhead" and self.profiling:
-            self.profile(engine, ref)
-        engine.step = engine.step_eager  # drop references to the compiled graphs before the next engine
+        if dtype == "fp16" and self.profiling:
+            self.profile(engine, ref, scope)
+        engine.step, engine.captured = engine.step_eager, None  # drop references to the compiled graphs before the next engine
 
     def step_time(self, engine: F5Engine, ref: Any, dtype: str, mode: str) -> None:
         """Sampling alone (8 steps) and the vocoder alone, to split the latency."""
@@ -149,16 +154,16 @@ class Bench:
         self.results["rows"].append(row)
         log(row)
 
-    def profile(self, engine: F5Engine, ref: Any) -> None:
+    def profile(self, engine: F5Engine, ref: Any, scope: str) -> None:
         activities = [torch.profiler.ProfilerActivity.CPU]
         if torch.cuda.is_available():
             activities.append(torch.profiler.ProfilerActivity.CUDA)
         with torch.profiler.profile(activities=activities) as prof:
             self.one(engine, ref)
             sync()
-        prof.export_chrome_trace(str(self.out.parent / f"trace_compiled_b1_{self.position_conv}.json"))
+        prof.export_chrome_trace(str(self.out.parent / f"trace_compiled_b1_{scope}_{self.position_conv}.json"))
         table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=25)
-        (self.out.parent / f"profile_compiled_b1_{self.position_conv}.txt").write_text(table)
+        (self.out.parent / f"profile_compiled_b1_{scope}_{self.position_conv}.txt").write_text(table)
         log("\n" + table)
 
 
@@ -176,6 +181,7 @@ def main() -> int:
                         help="engine.position_conv values to compare side by side (eager fp32 stays conv1d)")
     parser.add_argument("--batches", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--scopes", nargs="+", default=["step"], help="engine.compile_scope values to compare")
     args = parser.parse_args()
     out = Path(args.out)
     card = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
@@ -192,9 +198,10 @@ def main() -> int:
     for dtype in args.compiled_dtypes:
         for mode in args.modes:
             for impl in args.position_convs:
-                bench.position_conv = impl
-                bench.compiled(dtype, mode, tuple(args.batches))
-                torch.cuda.empty_cache()
+                for scope in args.scopes:
+                    bench.position_conv = impl
+                    bench.compiled(dtype, mode, tuple(args.batches), scope)
+                    torch.cuda.empty_cache()
     bench.save()
     return 0
 

@@ -1,6 +1,7 @@
 """torch.compile for the engine: the flow step and the vocoder's backbone/head, warmed per bucket.
 
-The step is compiled once with dynamic shapes (one Inductor graph for every (rows, width)), in
+Scope "captured" (engine/captured.py) compiles each DiT block and captures its own CUDA graphs.
+In scope "step", the step is compiled once with dynamic shapes (one Inductor graph for every (rows, width)), in
 mode "reduce-overhead" by default, so each warmed bucket replays its own CUDA graph. The vocoder
 never runs inside CUDA graphs (its outputs would be overwritten by the next replay) and is
 compiled in Inductor's default mode with a dynamic length. Every shape a request can take is run
@@ -17,6 +18,7 @@ from dataclasses import replace
 import torch
 
 from ishowttsd.engine.batcher import batch_buckets
+from ishowttsd.engine.captured import CapturedGraphs, capture_for
 from ishowttsd.engine.f5 import F5Engine, Reference
 from ishowttsd.engine.shapes import Shapes
 from ishowttsd.engine.spec import EngineSpec, shape_buckets
@@ -65,18 +67,25 @@ def compile_blocks(engine: F5Engine, options: dict[str, object]) -> None:
     engine.step = engine.step_eager
 
 
+def compile_captured(engine: F5Engine, options: dict[str, object]) -> None:
+    """Each DiT block compiled (as "blocks"), then the engine's own CUDA graphs per bucket, captured when warming."""
+    compile_blocks(engine, options)
+    engine.captured = CapturedGraphs(engine.model.transformer, engine.step_eager, engine.rotary, engine.device,
+                                     engine.dtype, capture_for(engine.device))
+
+
 def uncompile_blocks(engine: F5Engine) -> None:
     for block in engine.model.transformer.transformer_blocks:
         block._compiled_call_impl = None
 
 
-SCOPES = {"step": compile_step, "blocks": compile_blocks}
+SCOPES = {"step": compile_step, "blocks": compile_blocks, "captured": compile_captured}
 
 
 def fall_back_to_eager(engine: F5Engine, reason: str) -> None:
     uncompile_blocks(engine)
     engine.step, engine.backbone, engine.head = engine.step_eager, engine.vocoder.backbone, engine.vocoder.head
-    engine.before_step = lambda: None
+    engine.before_step, engine.captured = lambda: None, None
     engine.shapes, engine.compiled, engine.compile_error = None, False, reason
 
 
@@ -92,6 +101,8 @@ def warm_engine(engine: F5Engine, ref: Reference, progress: Callable[[], None]) 
         return 0.0
     for cropped, width in warm_references(ref, engine.shapes.widths):
         for rows in engine.shapes.rows:
+            if engine.captured is not None:
+                engine.captured.add(rows, width)
             generators = [torch.Generator(device=engine.device).manual_seed(i) for i in range(rows)]
             engine.sample([cropped] * rows, ["Warm up."] * rows, [width] * rows, WARM_NFE, generators, progress)
     for frames in (*VOCODER_WARM_FRAMES, max(engine.shapes.widths)):

@@ -29,6 +29,7 @@ from f5_tts.model import DiT
 from f5_tts.model.utils import convert_char_to_pinyin, list_str_to_idx
 
 from ishowttsd.engine.batcher import bucket_for, estimate_frames, split_text
+from ishowttsd.engine.captured import CapturedGraphs
 from ishowttsd.engine.flow import FlowStep, install_masked_attention, rotary_freqs, text_embeddings, time_grid
 from ishowttsd.engine.joiner import CrossfadeJoiner, to_pcm16
 from ishowttsd.engine.loading import BootError, resolve_device, resolve_dtype, resolve_files
@@ -95,6 +96,7 @@ class F5Engine:
         self.shapes: Shapes | None = None  # None: eager, unpadded
         self.compiled, self.compile_error = False, ""
         self.before_step: Callable[[], None] = lambda: None  # CUDA-graph step marker when compiled
+        self.captured: CapturedGraphs | None = None  # compile_scope "captured": the engine's own CUDA graphs
         self._references: OrderedDict[tuple[str, int], Reference] = OrderedDict()
         self._freqs: dict[int, torch.Tensor] = {}
 
@@ -202,11 +204,12 @@ class F5Engine:
         refs, texts = shape.padded(refs), shape.padded(texts)
         cond, cond_mask = self._conditioning(refs, shape)
         total_t = torch.tensor(shape.totals, device=self.device)
-        mask = None if shape.exact else torch.arange(shape.width, device=self.device)[None, :] < total_t[:, None]
-        text_cond, text_uncond = self._text(refs, texts, None if shape.exact else total_t, shape.width)
         x = self._noise(shape.totals[: shape.count], shape.width, shape.rows, generators)
-        out = self._integrate(x, cond, text_cond, text_uncond, self._rotary(shape.width), mask, nfe,
-                              shape.compiled, progress)
+        tokens = self._tokens(refs, texts)
+        if shape.compiled and self.captured is not None and self.captured.has(shape.rows, shape.width):
+            out = self.captured.run(tokens, total_t, cond, x, self._grid(nfe), progress)
+        else:
+            out = self._uncaptured(shape, tokens, total_t, cond, x, nfe, progress)
         out = torch.where(cond_mask, cond.float(), out)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # so the vocoder's time is its own
@@ -219,17 +222,27 @@ class F5Engine:
         cond_mask = (torch.arange(shape.width, device=self.device)[None, :] < lens[:, None]).unsqueeze(-1)
         return torch.where(cond_mask, cond, torch.zeros_like(cond)), cond_mask
 
-    def _text(self, refs: list[Reference], texts: list[str], lens: torch.Tensor | None,
-              width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _tokens(self, refs: list[Reference], texts: list[str]) -> torch.Tensor:
         chars = convert_char_to_pinyin([r.text + t for r, t in zip(refs, texts, strict=True)])
-        text = list_str_to_idx(chars, self.model.vocab_char_map).to(self.device)
-        return text_embeddings(self.model.transformer, text, lens, width)
+        return list_str_to_idx(chars, self.model.vocab_char_map).to(self.device)
+
+    def _grid(self, nfe: int) -> torch.Tensor:
+        return time_grid(nfe, self.spec.sway_sampling_coef, self.device)
+
+    def _uncaptured(self, shape: Layout, tokens: torch.Tensor, total_t: torch.Tensor, cond: torch.Tensor,
+                    x: torch.Tensor, nfe: int, progress: Callable[[], None]) -> torch.Tensor:
+        """Text embedding and steps called one by one (eager, or the dynamo-compiled step)."""
+        mask = None if shape.exact else torch.arange(shape.width, device=self.device)[None, :] < total_t[:, None]
+        lens = None if shape.exact else total_t
+        text_cond, text_uncond = text_embeddings(self.model.transformer, tokens, lens, shape.width)
+        return self._integrate(x, cond, text_cond, text_uncond, self.rotary(shape.width), mask, nfe,
+                               shape.compiled, progress)
 
     def _integrate(self, x: torch.Tensor, cond: torch.Tensor, text_cond: torch.Tensor, text_uncond: torch.Tensor,
                    freqs: torch.Tensor, mask: torch.Tensor | None, nfe: int, compiled: bool,
                    progress: Callable[[], None]) -> torch.Tensor:
         step = self.step if compiled else self.step_eager
-        grid = time_grid(nfe, self.spec.sway_sampling_coef, self.device)
+        grid = self._grid(nfe)
         for i in range(nfe):
             if compiled:
                 self.before_step()
@@ -246,7 +259,7 @@ class F5Engine:
         noise += [torch.zeros(1, channels, device=self.device, dtype=self.dtype)] * (rows - len(noise))
         return torch.stack([F.pad(n, (0, 0, 0, width - n.shape[0])) for n in noise]).float()
 
-    def _rotary(self, width: int) -> torch.Tensor:
+    def rotary(self, width: int) -> torch.Tensor:
         if width not in self._freqs:
             self._freqs[width] = rotary_freqs(self.model.transformer, width)
         return self._freqs[width]

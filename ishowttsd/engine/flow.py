@@ -94,13 +94,61 @@ def rotary_freqs(dit: torch.nn.Module, width: int) -> torch.Tensor:
 
 def text_embeddings(dit: torch.nn.Module, text: torch.Tensor, lens: torch.Tensor | None,
                     width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(conditional, unconditional) text embeddings padded with zeros to `width` frames.
+    """(conditional, unconditional) text embeddings, `width` frames.
 
-    `lens` None: one unpadded item (DiT's own int seq_len path); else per-item valid frames.
+    `lens` None: one unpadded item (DiT's own int seq_len path, bit-identical to f5-tts); else
+    per-row valid frames, each row embedded as if it were alone (text_embedding_fixed).
     """
-    seq_len = width if lens is None else lens
-    pair = [dit.text_embed(text, seq_len=seq_len, drop_text=drop) for drop in (False, True)]
-    return tuple(F.pad(e, (0, 0, 0, width - e.shape[1])) for e in pair)  # type: ignore[return-value]
+    if lens is None:
+        pair = [dit.text_embed(text, seq_len=width, drop_text=drop) for drop in (False, True)]
+        return tuple(F.pad(e, (0, 0, 0, width - e.shape[1])) for e in pair)  # type: ignore[return-value]
+    tokens, valid = tokens_to_width(text, width), torch.arange(width, device=text.device)[None, :] < lens[:, None]
+    return (text_embedding_fixed(dit.text_embed, tokens, valid, drop_text=False),
+            text_embedding_fixed(dit.text_embed, tokens, valid, drop_text=True))
+
+
+def tokens_to_width(tokens: torch.Tensor, width: int) -> torch.Tensor:
+    """Text ids (rows, n) padded with -1 or cut to (rows, width), as f5-tts's text embedding does."""
+    return F.pad(tokens, (0, max(0, width - tokens.shape[1])), value=-1)[:, :width]
+
+
+def text_embedding_fixed(text_embed: torch.nn.Module, tokens: torch.Tensor, valid: torch.Tensor,
+                         drop_text: bool) -> torch.Tensor:
+    """f5-tts's TextEmbedding.forward for each row as if alone, at a fixed width, with no host sync.
+
+    `tokens` (rows, width): ids padded with -1; `valid` (rows, width): frames inside each row. The
+    same operations as f5-tts with seq_len = the row's length; frames past it come out zero. f5-tts's
+    own batched path runs every row at the batch's longest length, and the ConvNeXt blocks' GRN
+    (a norm over time) then sees the shorter rows' padding; here it sees only the row's own frames.
+    Average upsampling (not used by F5TTS_v1_Base) is not supported.
+    """
+    if text_embed.average_upsampling:
+        raise ValueError("text average upsampling is not supported")
+    text = (tokens + 1).masked_fill(~valid, 0)
+    filler = (text == 0).unsqueeze(-1)
+    text = torch.zeros_like(text) if drop_text else text
+    inside = valid.unsqueeze(-1)
+    emb = text_embed.text_embed(text).masked_fill(~inside, 0.0)
+    if not text_embed.extra_modeling:
+        return emb
+    freqs = text_embed.freqs_cis[: tokens.shape[1], :]
+    emb = emb + freqs.unsqueeze(0) * inside.to(freqs.dtype)
+    if not text_embed.mask_padding:
+        raise ValueError("text embeddings without padding masks are not supported")
+    emb = emb.masked_fill(filler, 0.0)
+    for block in text_embed.text_blocks:
+        emb = _convnext_block(block, emb, inside).masked_fill(filler, 0.0)
+    return emb
+
+
+def _convnext_block(block: torch.nn.Module, x: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+    """ConvNeXtV2Block.forward with its GRN's norm over the row's own frames only."""
+    residual = x
+    x = block.dwconv(x.transpose(1, 2)).transpose(1, 2)
+    x = block.act(block.pwconv1(block.norm(x)))
+    norm = torch.norm(x.masked_fill(~inside, 0.0), p=2, dim=1, keepdim=True)
+    x = block.grn.gamma * (x * (norm / (norm.mean(dim=-1, keepdim=True) + 1e-6))) + block.grn.beta + x
+    return residual + block.pwconv2(x)
 
 
 def time_grid(nfe: int, sway_coef: float, device: torch.device) -> torch.Tensor:

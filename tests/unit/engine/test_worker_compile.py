@@ -81,3 +81,15 @@ def test_block_scope_compiles_each_dit_block_and_serves_without_new_graphs(tmp_p
     before, pieces = compiled_graphs(), []
     engine.synthesize(p.Job(1, "Another line.", engine.spec.warmup_voice, 8, 1.0, 4), pieces.append, lambda: None)
     assert pieces and compiled_graphs() == before
+
+
+def test_captured_scope_captures_every_bucket_and_serves_without_new_graphs(tmp_path: Path) -> None:
+    from ishowttsd.engine.compiled import compiled_graphs
+
+    engine, ready, _ = boot(tmp_path, compile_backend="eager", compile_scope="captured")
+    assert ready.compiled and ready.compile_error == "" and ready.buckets == (768, 1024)
+    assert set(engine.captured.buckets) == {(rows, width) for rows in (1, 2) for width in (768, 1024)}
+    before, pieces = compiled_graphs(), []
+    engine.synthesize(p.Job(1, "A line for the captured engine.", engine.spec.warmup_voice, 8, 1.0, 5),
+                      pieces.append, lambda: None)
+    assert pieces and compiled_graphs() == before
