@@ -141,7 +141,7 @@ class Bench:
         self.results[f"new_graphs_after_warm_{dtype}_{mode}"] = compiled_graphs() - graphs
         if dtype == "fp16" and self.profiling:
             self.profile(engine, ref, scope)
-        engine.step, engine.captured = engine.step_eager, None  # drop references to the compiled graphs before the next engine
+        engine.step, engine.captured = engine.step_eager, None  # drop the graphs
 
     def step_time(self, engine: F5Engine, ref: Any, dtype: str, mode: str) -> None:
         """Sampling alone (8 steps) and the vocoder alone, to split the latency."""

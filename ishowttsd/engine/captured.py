@@ -1,6 +1,7 @@
 """CUDA graphs the engine captures itself (compile_scope = "captured").
 
-Each DiT block is compiled by Inductor (one graph shared by the 22 blocks, as in scope "blocks"),
+Each DiT block (one graph shared by the 22 blocks, as in scope "blocks") and the input embedding
+are compiled by Inductor without CUDA graphs;
 then, per warmed (rows, width) bucket, two CUDA graphs are captured over static buffers:
 
 - prep: the text embedding of the conditional and the unconditional pass and the padding mask,
@@ -10,13 +11,15 @@ then, per warmed (rows, width) bucket, two CUDA graphs are captured over static 
 
 A request copies its tokens, lengths, reference mels and noise into the bucket's buffers, replays
 prep once and step NFE times: no dynamo guards, no CUDA-graph-tree bookkeeping and no eager glue
-between steps. All graphs share one memory pool (they never run at the same time). On a CPU device
+between steps. cuDNN picks its fastest algorithm per bucket while capturing (a replay never
+re-tunes). All graphs share one memory pool (they never run at the same time). On a CPU device
 the same buffers and functions run directly, without graphs (CPU tests cover the plumbing).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -57,6 +60,17 @@ def capture_for(device: torch.device) -> Capture:
     return cuda_graph_capture(device) if device.type == "cuda" else direct_capture
 
 
+@contextmanager
+def cudnn_autotuned() -> Iterator[None]:
+    """cuDNN times its algorithms for each new shape while on: while capturing only (replays never re-tune)."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 @dataclass
 class BucketGraphs:
     """Static inputs/outputs of one (rows, width) bucket and its two replays."""
@@ -84,7 +98,7 @@ class CapturedGraphs:
 
     def add(self, rows: int, width: int) -> None:
         """Allocate the bucket's buffers and capture its prep and step graphs."""
-        with torch.inference_mode():
+        with torch.inference_mode(), cudnn_autotuned():
             buffers, freqs = self._buffers(rows, width), self.freqs(width)  # freqs made outside any graph
             buffers.prep = self.capture(lambda: self._prep(buffers))
             buffers.step = self.capture(lambda: self._step(buffers, freqs))

@@ -68,14 +68,15 @@ def compile_blocks(engine: F5Engine, options: dict[str, object]) -> None:
 
 
 def compile_captured(engine: F5Engine, options: dict[str, object]) -> None:
-    """Each DiT block compiled (as "blocks"), then the engine's own CUDA graphs per bucket, captured when warming."""
+    """DiT blocks and input embedding compiled (no CUDA graphs), then the engine's own graphs per bucket."""
     compile_blocks(engine, options)
+    engine.model.transformer.input_embed.compile(**options)
     engine.captured = CapturedGraphs(engine.model.transformer, engine.step_eager, engine.rotary, engine.device,
                                      engine.dtype, capture_for(engine.device))
 
 
 def uncompile_blocks(engine: F5Engine) -> None:
-    for block in engine.model.transformer.transformer_blocks:
+    for block in (*engine.model.transformer.transformer_blocks, engine.model.transformer.input_embed):
         block._compiled_call_impl = None
 
 

@@ -33,7 +33,7 @@ from ishowttsd.engine.captured import CapturedGraphs
 from ishowttsd.engine.flow import FlowStep, install_masked_attention, rotary_freqs, text_embeddings, time_grid
 from ishowttsd.engine.joiner import CrossfadeJoiner, to_pcm16
 from ishowttsd.engine.loading import BootError, resolve_device, resolve_dtype, resolve_files
-from ishowttsd.engine.posconv import use_gemm_position_conv
+from ishowttsd.engine.posconv import use_position_conv
 from ishowttsd.engine.protocol import SAMPLE_RATE, Job, VoiceRef
 from ishowttsd.engine.shapes import Layout, Shapes
 from ishowttsd.engine.spec import EngineSpec
@@ -116,8 +116,7 @@ class F5Engine:
                 raise BootError(f"cannot load {spec.model} from {ckpt}: {exc}") from exc
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = spec.cudnn_benchmark  # shapes are bucketed: tune once per shape
-        if spec.position_conv == "gemm":
-            use_gemm_position_conv(model)
+        use_position_conv(model, spec.position_conv)
         return cls(spec, model.to(dtype).eval(), vocoder.eval(), device, dtype)
 
     # ---- references and jobs -----------------------------------------------------------------

@@ -74,10 +74,11 @@ class FlowStep(torch.nn.Module):
         dit, batch = self.dit, x.shape[0]
         xd = x.to(self.dtype)
         time = dit.time_embed(t.to(self.dtype).repeat(batch))
-        x_cond = dit.input_embed(xd, cond, text_cond, drop_audio_cond=False, audio_mask=mask)
-        x_uncond = dit.input_embed(xd, cond, text_uncond, drop_audio_cond=True, audio_mask=mask)
-        hidden, time = torch.cat((x_cond, x_uncond), dim=0), torch.cat((time, time), dim=0)
         both = torch.cat((mask, mask), dim=0) if mask is not None else None
+        # Both passes' input embeddings in one call (f5-tts makes two; drop_audio_cond = zeros for cond)
+        hidden = dit.input_embed(torch.cat((xd, xd), dim=0), torch.cat((cond, torch.zeros_like(cond)), dim=0),
+                                 torch.cat((text_cond, text_uncond), dim=0), drop_audio_cond=False, audio_mask=both)
+        time = torch.cat((time, time), dim=0)
         for block in dit.transformer_blocks:
             hidden = block(hidden, time, mask=both, rope=(freqs, None))
         pred = dit.proj_out(dit.norm_out(hidden, time)).float()

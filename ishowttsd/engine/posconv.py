@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 # Measured (docs/benchmarks.md): on an H100 the GEMM form takes the conv from 1.09 to 0.58 ms at batch 2
-# and the Euler step's GPU time from 7.6 to 5.3 ms, but batch-1 latency stayed at ~60 ms (host-bound)
-# and at batch 64 the unfolded copy makes it 6x slower (4.4 -> 27 ms); on CPU it is 2x slower.
-# So f5-tts's own conv1d stays the default.
-IMPLS = ("conv1d", "gemm")
+# and the Euler step's GPU time from 7.6 to 5.3 ms, but at batch 64 the unfolded copy makes it 6x slower
+# (4.4 -> 27 ms); on CPU it is 2x slower. "auto" runs the GEMM form up to GEMM_MAX_ROWS rows (both CFG
+# passes counted) and f5-tts's conv1d above; f5-tts's conv1d stays the default.
+IMPLS = ("conv1d", "gemm", "auto")
+GEMM_MAX_ROWS = 4
 
 
 class GemmGroupedConv1d(nn.Module):
@@ -59,14 +60,32 @@ class GemmConvPositionEmbedding(nn.Module):
         return x if keep is None else x.masked_fill(~keep, 0.0)
 
 
-def use_gemm_position_conv(model: nn.Module) -> int:
-    """Swap every ConvPositionEmbedding under `model` for the GEMM form; returns how many were swapped."""
+class AutoConvPositionEmbedding(nn.Module):
+    """The GEMM form for small batches (rows <= max_rows), f5-tts's own module above."""
+
+    def __init__(self, original: nn.Module, max_rows: int = GEMM_MAX_ROWS) -> None:
+        super().__init__()
+        self.original, self.gemm, self.max_rows = original, GemmConvPositionEmbedding(original), max_rows
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.gemm(x, mask) if x.shape[0] <= self.max_rows else self.original(x, mask)
+
+
+REPLACEMENTS: dict[str, type[nn.Module]] = {"gemm": GemmConvPositionEmbedding, "auto": AutoConvPositionEmbedding}
+
+
+def use_position_conv(model: nn.Module, impl: str) -> int:
+    """Swap every ConvPositionEmbedding under `model` for `impl` ("conv1d": none); returns how many."""
     from f5_tts.model.modules import ConvPositionEmbedding
 
+    if impl not in IMPLS:
+        raise ValueError(f"position_conv must be one of {IMPLS}, got {impl!r}")
+    if impl == "conv1d":
+        return 0
     swapped = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, ConvPositionEmbedding):
-                setattr(parent, name, GemmConvPositionEmbedding(child))
+                setattr(parent, name, REPLACEMENTS[impl](child))
                 swapped += 1
     return swapped

@@ -49,3 +49,27 @@ def test_tiny_engine_with_gemm_conv_matches_conv1d_for_the_same_noise(tmp_path: 
         mels.append(engine.sample([ref], ["Test one two."], [ref.mel.shape[0] + 120], 8,
                                   [torch.Generator().manual_seed(7)])[0])
     assert relative(mels[1], mels[0]) < 1e-5
+
+
+def test_auto_runs_the_gemm_form_for_small_batches_and_conv1d_above() -> None:
+    from ishowttsd.engine.posconv import AutoConvPositionEmbedding
+
+    torch.manual_seed(5)
+    original = ConvPositionEmbedding(64, 7, 4).eval()
+    auto = AutoConvPositionEmbedding(original, max_rows=2).eval()
+    calls: list[str] = []
+    auto.gemm.register_forward_hook(lambda *_: calls.append("gemm"))
+    original.register_forward_hook(lambda *_: calls.append("conv1d"))
+    with torch.inference_mode():
+        for rows in (1, 2, 3):
+            x = torch.randn(rows, 20, 64)
+            assert relative(auto(x), original(x)) < 1e-5
+    # each round: auto's own call, then the reference's conv1d
+    assert calls == ["gemm", "conv1d", "gemm", "conv1d", "conv1d", "conv1d"]
+
+
+def test_use_position_conv_rejects_an_unknown_form() -> None:
+    from ishowttsd.engine.posconv import use_position_conv
+
+    with pytest.raises(ValueError, match="position_conv must be one of"):
+        use_position_conv(torch.nn.Linear(2, 2), "fft")
