@@ -84,6 +84,7 @@ class EngineConfig:
     min_frames: int = setting(256, s.integer(16, 16384))
     bucket_growth: float = setting(1.5, s.number(1.05, 4.0))
     stream_first_chunk_bytes: int = setting(0, s.integer(0, 4096))
+    stream_margin_ms: float = setting(500.0, s.number(0.0, 60000.0))
     compile_mode: str = setting("reduce-overhead", s.choice("default", "reduce-overhead", "max-autotune",
                                                             "max-autotune-no-cudagraphs"))
     compile_backend: str = setting("inductor", s.choice("inductor", "aot_eager", "eager"))

@@ -156,21 +156,52 @@ def default_buckets(
 
 # ---------------------------------------------------------------- batch plans
 
+# A streamed job's next chunk is wanted this long before its listener runs out of audio: about one
+# batch's time on the device, so that the chunk is ready when it is needed.
+STREAM_MARGIN_S = 0.5
+
+
+def needed_at(arrived_s: float, first_audio_s: float | None, audio_sent_s: float, *, stream: bool,
+              margin_s: float = STREAM_MARGIN_S) -> float:
+    """When a job's next chunk is needed (monotonic seconds): the most needed chunks run first.
+
+    A buffered answer needs all its chunks at once: at its arrival. So does a stream's first chunk
+    (nothing sent yet: `first_audio_s` is None). A stream's later chunk is needed when its listener,
+    who began hearing at `first_audio_s` and has been sent `audio_sent_s` seconds of audio, runs
+    out, less `margin_s`.
+    """
+    if not stream or first_audio_s is None:
+        return arrived_s
+    return first_audio_s + audio_sent_s - margin_s
+
 
 @dataclass(frozen=True, slots=True)
 class PendingItem:
-    """One chunk waiting for synthesis; `deadline_s` = math.inf when it has none (monotonic seconds)."""
+    """One chunk waiting for synthesis (monotonic seconds); `deadline_s` = math.inf when it has none.
+
+    `needed_s` is when its audio is needed (see needed_at); left out (NaN), it is `arrived_s`.
+    """
 
     job_id: int
     nfe: int
     frames: int
     arrived_s: float
     deadline_s: float = math.inf
+    needed_s: float = math.nan
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.needed_s):
+            object.__setattr__(self, "needed_s", self.arrived_s)
+
+
+def need_order(item: PendingItem) -> tuple[float, float, int]:
+    """Sort key: most needed first; ties go to the older item, then the lower job id."""
+    return (item.needed_s, item.arrived_s, item.job_id)
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Items synthesised together: same NFE, padded to the same bucket; oldest first."""
+    """Items synthesised together: same NFE, padded to the same bucket; most needed first."""
 
     bucket: int
     nfe: int
@@ -179,7 +210,7 @@ class Batch:
 
 @dataclass(frozen=True, slots=True)
 class BatchPlan:
-    """What to dispatch now (oldest first), what to fail, and when to decide again (None = idle)."""
+    """What to dispatch now (most needed first), what to fail, and when to decide again (None = idle)."""
 
     batches: list[Batch]
     expired: list[int]  # deadline already passed: answer 504
@@ -191,13 +222,13 @@ class BatchPlan:
 class _Group:
     bucket: int
     nfe: int
-    items: tuple[PendingItem, ...]  # oldest first, at most max_batch
+    items: tuple[PendingItem, ...]  # most needed first, at most max_batch
 
 
 def _groups(items: Sequence[PendingItem], buckets: Sequence[int], max_batch: int) -> list[_Group]:
-    """Items grouped by (bucket, nfe), oldest first, cut into groups of at most max_batch."""
+    """Items grouped by (bucket, nfe), most needed first, cut into groups of at most max_batch."""
     by_key: dict[tuple[int, int], list[PendingItem]] = {}
-    for item in sorted(items, key=lambda i: (i.arrived_s, i.job_id)):
+    for item in sorted(items, key=need_order):
         bucket = bucket_for(item.frames, buckets)
         if bucket is not None:
             by_key.setdefault((bucket, item.nfe), []).append(item)
@@ -213,7 +244,8 @@ def _due_in(group: _Group, now_s: float, max_batch: int, window_s: float, margin
     or when its earliest deadline is within margin_s."""
     if len(group.items) >= max_batch:
         return 0.0
-    by_age = window_s - max(0.0, now_s - group.items[0].arrived_s)  # an arrival "in the future" counts as now
+    oldest_s = min(i.arrived_s for i in group.items)
+    by_age = window_s - max(0.0, now_s - oldest_s)  # an arrival "in the future" counts as now
     by_deadline = min(i.deadline_s for i in group.items) - margin_s - now_s
     return min(by_age, by_deadline)
 
@@ -230,9 +262,11 @@ def plan_batches(
     """Decide which batches to dispatch now and how long to wait before deciding again.
 
     Items are grouped by (bucket, nfe); a group goes when full, when its oldest item has waited
-    `window_s`, or when a deadline is within `deadline_margin_s`. Batches come out in arrival order
-    of their oldest item, so no group starves: every item waits at most window_s for its turn.
-    Items whose deadline has passed come back in `expired`, too-long ones in `oversized`.
+    `window_s`, or when a deadline is within `deadline_margin_s`. A group larger than max_batch is
+    cut most needed first (`needed_s`), and batches come out in order of their most needed item:
+    a stream's first chunk goes before chunks of streams whose listeners still have audio in hand.
+    Nothing waits more than window_s to be dispatched; items whose deadline has passed come back
+    in `expired`, too-long ones in `oversized`.
     """
     if max_batch < 1 or window_s < 0:
         raise ValueError(f"need max_batch >= 1 and window_s >= 0, got {max_batch}, {window_s}")
@@ -241,8 +275,7 @@ def plan_batches(
     oversized = [i.job_id for i in live if bucket_for(i.frames, buckets) is None]
     groups = _groups(live, buckets, max_batch)
     timing = [(g, _due_in(g, now_s, max_batch, window_s, deadline_margin_s)) for g in groups]
-    due = [g for g, t in timing if t <= DUE_EPSILON_S]
-    due.sort(key=lambda g: (g.items[0].arrived_s, g.items[0].job_id))
+    due = sorted((g for g, t in timing if t <= DUE_EPSILON_S), key=lambda g: need_order(g.items[0]))
     waits = [t for _, t in timing if t > DUE_EPSILON_S]
     return BatchPlan(
         batches=[Batch(g.bucket, g.nfe, tuple(i.job_id for i in g.items)) for g in due],

@@ -1,11 +1,14 @@
 """The worker's dynamic batching: jobs in hand, chunk by chunk, grouped by plan_batches.
 
-Every job in hand offers its next text chunk as one PendingItem (arrived at the job's arrival, so
-a job's later chunks go ahead of newer jobs); plan_batches groups them by (width bucket, NFE) and
-says which groups are due (full, waited batch_window, or near a deadline). Each due group runs as
-one batched sample; each item's audio goes out at once as that job's next Chunk, and a job whose
-last chunk is done gets its Done. Batching whole jobs chunk by chunk keeps every job's noise
-stream and cross-fades identical to running it alone.
+Every job in hand offers its next text chunk as one PendingItem, needed (batcher.needed_at) at the
+job's arrival, or for a stream that has started, when its listener is about to run out of audio;
+plan_batches groups them by (width bucket, NFE), says which groups are due (full, waited
+batch_window, or near a deadline) and orders them most needed first. run_due runs one due batch
+and returns, so jobs that arrived meanwhile are planned with the rest before the next: a new
+stream's first chunk waits for the batch on the device, not behind other streams' later chunks.
+Each item's audio goes out at once as that job's next Chunk; a job whose last chunk is done gets
+its Done. Batching whole jobs chunk by chunk keeps every job's noise stream and cross-fades
+identical to running it alone.
 
 No torch here: the engine is passed in (F5Engine or a fake with prepare/run_batch/recover).
 """
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ishowttsd.engine import protocol as p
-from ishowttsd.engine.batcher import PendingItem, plan_batches
+from ishowttsd.engine.batcher import STREAM_MARGIN_S, BatchPlan, PendingItem, needed_at, plan_batches
 from ishowttsd.engine.joiner import CrossfadeJoiner, to_pcm16
 from ishowttsd.engine.spec import EngineSpec, shape_buckets
 
@@ -34,7 +37,8 @@ class ActiveJob:
     arrived_s: float
     next_chunk: int = 0
     sent: int = 0  # Chunk messages sent
-    samples: int = 0
+    samples: int = 0  # audio samples sent
+    first_audio_s: float | None = None  # when the first Chunk was sent (monotonic)
     synth_s: float = 0.0
     vocoder_s: float = 0.0
     batch_size: int = 1
@@ -46,6 +50,11 @@ class ActiveJob:
     @property
     def finished(self) -> bool:
         return self.next_chunk >= len(self.prepared.frames)
+
+    def needed_s(self, margin_s: float) -> float:
+        """When this job's next chunk is needed (see batcher.needed_at)."""
+        return needed_at(self.arrived_s, self.first_audio_s, self.samples / p.SAMPLE_RATE,
+                         stream=self.job.stream, margin_s=margin_s)
 
 
 @dataclass
@@ -59,8 +68,10 @@ class BatchCounters:
 
 class BatchScheduler:
     def __init__(self, engine: Any, spec: EngineSpec, send: Callable[[object], None],
-                 progress: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic) -> None:
+                 progress: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic,
+                 stream_margin_s: float = STREAM_MARGIN_S) -> None:
         self.engine, self.spec, self.send, self.progress, self.clock = engine, spec, send, progress, clock
+        self.stream_margin_s = stream_margin_s
         shapes = getattr(engine, "shapes", None)
         self.buckets = shapes.widths if shapes is not None else shape_buckets(spec)
         self.active: dict[int, ActiveJob] = {}
@@ -86,30 +97,37 @@ class BatchScheduler:
 
     # ---- planning ------------------------------------------------------------------------------
     def _pending(self) -> list[PendingItem]:
-        return [PendingItem(job_id, a.job.nfe, a.frames, a.arrived_s, a.job.deadline_s)
+        margin_s = self.stream_margin_s
+        return [PendingItem(job_id, a.job.nfe, a.frames, a.arrived_s, a.job.deadline_s, a.needed_s(margin_s))
                 for job_id, a in self.active.items()]
 
-    def _plan(self, now_s: float) -> Any:
-        return plan_batches(self._pending(), now_s, max_batch=self.spec.max_batch,
+    def _plan(self, pending: list[PendingItem], now_s: float) -> BatchPlan:
+        return plan_batches(pending, now_s, max_batch=self.spec.max_batch,
                             window_s=self.spec.batch_window_ms / 1000, buckets=self.buckets, deadline_margin_s=0.0)
 
     def wait_s(self) -> float | None:
         """How long the worker may block for messages: None = idle, 0 = work is due now."""
         if not self.active:
             return None
-        plan = self._plan(self.clock())
+        plan = self._plan(self._pending(), self.clock())
         return 0.0 if plan.batches or plan.expired or plan.oversized else plan.wait_s
 
     def run_due(self) -> int:
-        """Expire, then run every due batch; returns how many batches ran."""
-        plan = self._plan(self.clock())
+        """Expire, then run the most needed due batch; returns how many batches ran (0 or 1).
+
+        One batch a call: the caller takes in new messages (jobs, cancels) and calls again while
+        wait_s() is 0, so every batch is chosen among everything in hand at the time.
+        """
+        pending = self._pending()
+        plan = self._plan(pending, self.clock())
         for job_id in plan.expired:
             self._expire(job_id)
-        groups = [((job_id,), self.active[job_id].job.nfe) for job_id in plan.oversized]
-        groups += [(batch.job_ids, batch.nfe) for batch in plan.batches]
-        for job_ids, nfe in groups:
-            self._run([j for j in job_ids if j in self.active], nfe)
-        return len(groups)
+        runs = _runs_by_need(plan, {i.job_id: i.needed_s for i in pending}, self.active)
+        if not runs:
+            return 0
+        job_ids, nfe = runs[0]
+        self._run(list(job_ids), nfe)
+        return 1
 
     def _expire(self, job_id: int) -> None:
         del self.active[job_id]
@@ -163,8 +181,18 @@ class BatchScheduler:
     def _emit(self, active: ActiveJob, audio: Any) -> None:
         if len(audio):
             self.send(p.Chunk(active.job.job_id, active.sent, to_pcm16(audio)))
+            if active.first_audio_s is None:
+                active.first_audio_s = self.clock()
             active.sent += 1
             active.samples += len(audio)
+
+
+def _runs_by_need(plan: BatchPlan, needed: dict[int, float],
+                  active: dict[int, ActiveJob]) -> list[tuple[tuple[int, ...], int]]:
+    """Due batches and oversized items (each run alone) as (job ids, nfe), most needed first."""
+    runs = [((job_id,), active[job_id].job.nfe) for job_id in plan.oversized]
+    runs += [(batch.job_ids, batch.nfe) for batch in plan.batches]
+    return sorted(runs, key=lambda run: min(needed[j] for j in run[0]))  # stable: keeps the plan's ties
 
 
 def _is_bad_input(exc: Exception) -> bool:

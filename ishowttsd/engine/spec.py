@@ -35,6 +35,7 @@ class EngineSpec:
     min_frames: int = 256
     bucket_growth: float = 1.5
     stream_first_chunk_bytes: int = 0  # 0 = off: a streamed answer is chunked like a buffered one
+    stream_margin_ms: float = 500.0  # a started stream's next chunk is needed this long before its audio runs out
     # compilation (only with compile = true)
     compile_mode: str = "reduce-overhead"
     compile_backend: str = "inductor"
@@ -50,8 +51,8 @@ class EngineSpec:
 
 # [engine] batching, shape and compile keys copied as they are into the spec.
 TUNING_KEYS = ("max_batch", "batch_window_ms", "max_frames", "min_frames", "bucket_growth",
-               "stream_first_chunk_bytes", "compile_mode", "compile_backend", "compile_scope", "cudnn_benchmark",
-               "position_conv", "cpu_threads")
+               "stream_first_chunk_bytes", "stream_margin_ms", "compile_mode", "compile_backend", "compile_scope",
+               "cudnn_benchmark", "position_conv", "cpu_threads")
 
 
 def spec_from_config(cfg: Any, warmup_voice: Any = None) -> EngineSpec:

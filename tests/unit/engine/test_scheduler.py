@@ -31,6 +31,7 @@ class FakeEngine:
     recovered: int = 0
     on_batch: Any = None
     shapes: Any = None
+    samples: int = 2400  # audio per chunk: 0.1 s
 
     def prepare(self, job: p.Job) -> Prepared:
         if not job.text:
@@ -44,7 +45,7 @@ class FakeEngine:
         if self.fail_next is not None:
             exc, self.fail_next = self.fail_next, None
             raise exc
-        waves = [np.full(2400, 0.1 * prep.job.job_id, dtype=np.float32) for prep, _ in items]
+        waves = [np.full(self.samples, 0.1 * prep.job.job_id, dtype=np.float32) for prep, _ in items]
         return type("Out", (), {"waves": waves, "synth_s": 0.5, "vocoder_s": 0.1 * len(items)})()
 
     def recover(self) -> None:
@@ -59,15 +60,22 @@ class Clock:
         return self.now
 
 
-def make(max_batch: int = 4, window_ms: float = 0.0) -> tuple[BatchScheduler, FakeEngine, list[object], Clock]:
-    engine, sent, clock = FakeEngine(), [], Clock()
+def make(max_batch: int = 4, window_ms: float = 0.0, samples: int = 2400
+         ) -> tuple[BatchScheduler, FakeEngine, list[object], Clock]:
+    engine, sent, clock = FakeEngine(samples=samples), [], Clock()
     spec = EngineSpec(model="tiny", cache_dir="/tmp", max_batch=max_batch, batch_window_ms=window_ms,
                       crossfade_ms=0.0)
     return BatchScheduler(engine, spec, sent.append, clock=clock), engine, sent, clock
 
 
-def job(job_id: int, text: str = "hello", nfe: int = 8, deadline: float = math.inf) -> p.Job:
-    return p.Job(job_id, text, VOICE, nfe, 1.0, seed=job_id, deadline_s=deadline)
+def job(job_id: int, text: str = "hello", nfe: int = 8, deadline: float = math.inf, stream: bool = False) -> p.Job:
+    return p.Job(job_id, text, VOICE, nfe, 1.0, seed=job_id, stream=stream, deadline_s=deadline)
+
+
+def run_all_due(scheduler: BatchScheduler) -> None:
+    """What the worker loop does when no message comes: run_due while work is due."""
+    while scheduler.wait_s() == 0.0:
+        scheduler.run_due()
 
 
 def of_type(sent: list[object], kind: type) -> list[Any]:
@@ -93,7 +101,8 @@ def test_groups_split_by_nfe_and_max_batch() -> None:
     scheduler, engine, _, _ = make(max_batch=2)
     for i, nfe in ((1, 8), (2, 8), (3, 8), (4, 32)):
         scheduler.add(job(i, nfe=nfe))
-    scheduler.run_due()
+    assert scheduler.run_due() == 1  # one batch a call
+    run_all_due(scheduler)
     assert sorted(map(sorted, engine.batches)) == [[(1, 0), (2, 0)], [(3, 0)], [(4, 0)]]
 
 
@@ -159,5 +168,74 @@ def test_oversized_items_run_alone() -> None:
     scheduler, engine, _, _ = make()
     scheduler.add(job(1, text="x" * 500))  # 5300 frames: over every bucket
     scheduler.add(job(2))
-    scheduler.run_due()
+    run_all_due(scheduler)
     assert sorted(engine.batches) == [[(1, 0)], [(2, 0)]]
+
+
+# ---------------------------------------------------------------- earliest need first
+
+
+def test_a_new_streams_first_chunk_goes_before_an_older_streams_later_chunks() -> None:
+    scheduler, engine, _, clock = make(max_batch=1, samples=24_000)  # 1 s of audio a chunk
+    engine.on_batch = lambda: setattr(clock, "now", clock.now + 0.05)
+    scheduler.add(job(1, "a|b|c", stream=True))
+    scheduler.run_due()
+    scheduler.add(job(2, "a|b", stream=True))  # its listener has nothing; job 1's has 1 s
+    run_all_due(scheduler)
+    assert engine.batches == [[(1, 0)], [(2, 0)], [(1, 1)], [(2, 1)], [(1, 2)]]
+
+
+def test_a_stream_about_to_run_dry_goes_before_a_new_first_chunk() -> None:
+    scheduler, engine, _, clock = make(max_batch=1)  # 0.1 s a chunk: less than the 0.5 s margin
+    engine.on_batch = lambda: setattr(clock, "now", clock.now + 0.05)
+    scheduler.add(job(1, "a|b", stream=True))
+    scheduler.run_due()
+    scheduler.add(job(2, "a", stream=True))
+    run_all_due(scheduler)
+    assert engine.batches == [[(1, 0)], [(1, 1)], [(2, 0)]]
+
+
+def test_a_buffered_job_needs_all_its_chunks_at_arrival() -> None:
+    scheduler, engine, _, clock = make(max_batch=1, samples=24_000)
+    engine.on_batch = lambda: setattr(clock, "now", clock.now + 0.05)
+    scheduler.add(job(1, "a|b"))
+    scheduler.run_due()
+    scheduler.add(job(2, "a", stream=True))
+    run_all_due(scheduler)
+    assert engine.batches == [[(1, 0)], [(1, 1)], [(2, 0)]]
+
+
+def test_the_margin_decides_when_a_stream_is_urgent() -> None:
+    scheduler, engine, _, clock = make(max_batch=1, samples=24_000)
+    scheduler.stream_margin_s = 1.5  # more than the 1 s in hand: job 1 is urgent
+    engine.on_batch = lambda: setattr(clock, "now", clock.now + 0.05)
+    scheduler.add(job(1, "a|b", stream=True))
+    scheduler.run_due()
+    scheduler.add(job(2, "a", stream=True))
+    run_all_due(scheduler)
+    assert engine.batches == [[(1, 0)], [(1, 1)], [(2, 0)]]
+
+
+def test_first_audio_time_and_audio_sent_give_the_need() -> None:
+    scheduler, engine, _, clock = make(samples=12_000)
+    engine.on_batch = lambda: setattr(clock, "now", clock.now + 0.25)
+    scheduler.add(job(1, "a|b|c", stream=True))
+    scheduler.run_due()
+    active = scheduler.active[1]
+    assert active.first_audio_s == pytest.approx(100.25) and active.samples == 12_000
+    assert active.needed_s(0.5) == pytest.approx(100.25 + 0.5 - 0.5)
+    scheduler.run_due()
+    assert active.first_audio_s == pytest.approx(100.25)  # the first Chunk's time stays
+    assert active.needed_s(0.2) == pytest.approx(100.25 + 1.0 - 0.2)
+
+
+def test_streams_arriving_one_per_batch_each_start_at_the_next_batch() -> None:
+    scheduler, engine, _, clock = make(max_batch=1, samples=24_000)
+    engine.on_batch = lambda: setattr(clock, "now", clock.now + 0.05)
+    for job_id in range(1, 7):  # each arrives while the batch before runs
+        scheduler.add(job(job_id, "a|b|c|d|e|f", stream=True))
+        scheduler.run_due()
+    run_all_due(scheduler)
+    firsts = [engine.batches.index([(job_id, 0)]) for job_id in range(1, 7)]
+    assert firsts == [0, 1, 2, 3, 4, 5]
+    assert len(engine.batches) == 36
