@@ -181,7 +181,7 @@ def main() -> int:
                         help="engine.position_conv values to compare side by side (eager fp32 stays conv1d)")
     parser.add_argument("--batches", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--no-profile", action="store_true")
-    parser.add_argument("--scopes", nargs="+", default=["step"], help="engine.compile_scope values to compare")
+    parser.add_argument("--scopes", nargs="+", default=["captured"], help="engine.compile_scope values to compare")
     args = parser.parse_args()
     out = Path(args.out)
     card = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"

@@ -39,7 +39,7 @@ class EngineSpec:
     # compilation (only with compile = true)
     compile_mode: str = "reduce-overhead"
     compile_backend: str = "inductor"
-    compile_scope: str = "step"  # "step": whole Euler step (CUDA graphs); "blocks": each DiT block (fast compile)
+    compile_scope: str = "captured"  # "captured" (engine/captured.py), "step" (dynamo CUDA graphs), "blocks"
     cudnn_benchmark: bool = False  # on: cuDNN re-tunes for every new text-embedding length (seen 0.4 s stalls)
     position_conv: str = "conv1d"  # "conv1d" (f5-tts as is) or "gemm" (engine/posconv.py)
     cpu_threads: int = 0  # torch intra-op threads in the worker; 0 = torch's default (one per core)

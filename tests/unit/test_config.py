@@ -257,3 +257,9 @@ def test_engine_tuning_keys_are_checked_precisely() -> None:
                for problem in problems_of({"engine": {"devices": ["gpu1"]}}))
     assert any("[engine].min_frames: expected an integer <= max_frames (512), found integer 1024" in problem
                for problem in problems_of({"engine": {"max_frames": 512, "min_frames": 1024}}))
+
+
+def test_the_packaged_defaults_are_the_shipped_config() -> None:
+    from ishowttsd.daemon_parts import DEFAULTS_PATH
+
+    assert DEFAULTS_PATH.read_text() == SHIPPED.read_text(), "cp config/ishowttsd.toml ishowttsd/data/ishowttsd.toml"

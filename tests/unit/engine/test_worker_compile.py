@@ -54,7 +54,7 @@ def test_compiled_boot_warms_every_bucket_and_serves_without_new_graphs(tmp_path
 
 
 def test_an_unusable_compile_mode_falls_back_to_eager_with_the_reason(tmp_path: Path) -> None:
-    _, ready, _ = boot(tmp_path, compile_mode="no-such-mode")
+    _, ready, _ = boot(tmp_path, compile_mode="no-such-mode", compile_scope="step")  # the mode is step's
     assert not ready.compiled and ready.buckets == ()
     assert "torch.compile failed" in ready.compile_error and "no-such-mode" in ready.compile_error
 
