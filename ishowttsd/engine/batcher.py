@@ -287,13 +287,18 @@ def plan_batches(
 
 # ---------------------------------------------------------------- batch-size buckets
 
+BATCH_STEP = 4
+
 
 def batch_buckets(max_batch: int) -> tuple[int, ...]:
-    """Batch sizes a compiled engine is warmed for: powers of two below max_batch, then max_batch.
+    """Batch sizes a compiled engine is warmed for: 1, 2, 4, 8, then every BATCH_STEP rows, then max_batch.
 
-    A batch of n items runs padded to bucket_for(n, batch_buckets(max_batch)) rows.
+    A batch of n items runs padded to bucket_for(n, batch_buckets(max_batch)) rows. Above 8 rows a
+    step's GPU time grows with the rows (H100: 26-27 utterances/s from 8 to 32 rows), so padding 17
+    items to 32 rows would waste nearly half the batch; every 4 rows wastes at most 3.
     """
     if max_batch < 1:
         raise ValueError(f"need max_batch >= 1, got {max_batch}")
-    sizes = [1 << k for k in range(max_batch.bit_length()) if 1 << k < max_batch]
+    sizes = [size for size in (1, 2, 4, 8) if size < max_batch]
+    sizes += range(8 + BATCH_STEP, max_batch, BATCH_STEP)
     return (*sizes, max_batch)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from ishowttsd.engine.batcher import (
     Batch,
     PendingItem,
+    batch_buckets,
     bucket_for,
     default_buckets,
     estimate_frames,
@@ -321,3 +322,23 @@ def test_simulated_queue_dispatches_everyone_within_the_window(
         now = min(wakeups + [i.arrived_s for i in future], default=now)
     assert set(sent_at) == {i.job_id for i in items}
     assert all(sent_at[i.job_id] - i.arrived_s <= window + 1e-9 for i in items)
+
+
+def test_batch_buckets_examples() -> None:
+    assert batch_buckets(1) == (1,)
+    assert batch_buckets(3) == (1, 2, 3)
+    assert batch_buckets(8) == (1, 2, 4, 8)
+    assert batch_buckets(10) == (1, 2, 4, 8, 10)
+    assert batch_buckets(32) == (1, 2, 4, 8, 12, 16, 20, 24, 28, 32)
+    with pytest.raises(ValueError):
+        batch_buckets(0)
+
+
+@given(st.integers(1, 256))
+def test_batch_buckets_pad_little(max_batch: int) -> None:
+    sizes = batch_buckets(max_batch)
+    assert sizes[0] == 1 and sizes[-1] == max_batch and list(sizes) == sorted(set(sizes))
+    for items in range(1, max_batch + 1):
+        rows = bucket_for(items, sizes)
+        assert rows is not None and items <= rows
+        assert rows < 2 * items if items <= 8 else rows - items < 4
