@@ -28,7 +28,7 @@ from ishowttsd.engine.flow import text_embedding_fixed, tokens_to_width
 
 Replay = Callable[[], None]
 Capture = Callable[[Callable[[], None]], Replay]
-WARM_RUNS = 2  # before capture, on a side stream: compiles, cuBLAS workspaces, autotuning
+WARM_RUNS = 1  # before capture, on a side stream: compiles, cuBLAS workspaces, cuDNN autotuning
 
 
 def cuda_graph_capture(device: torch.device) -> Capture:

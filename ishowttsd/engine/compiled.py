@@ -24,6 +24,7 @@ from ishowttsd.engine.shapes import Shapes
 from ishowttsd.engine.spec import EngineSpec, shape_buckets
 
 WARM_NFE = 3  # CUDA graph trees: a warm-up run, a recording, a replay per shape
+CAPTURED_CHECK_NFE = 1  # captured buckets are warm once captured: one replay checks the path
 VOCODER_WARM_FRAMES = (64, 200)
 GRAPH_MODES = ("reduce-overhead", "max-autotune")
 BLOCK_MODE = "default"  # per-block graphs: CUDA graphs would be recorded per block and bucket
@@ -100,12 +101,13 @@ def warm_engine(engine: F5Engine, ref: Reference, progress: Callable[[], None]) 
     started = time.monotonic()
     if engine.shapes is None:
         return 0.0
+    nfe = WARM_NFE if engine.captured is None else CAPTURED_CHECK_NFE
     for cropped, width in warm_references(ref, engine.shapes.widths):
         for rows in engine.shapes.rows:
             if engine.captured is not None:
                 engine.captured.add(rows, width)
             generators = [torch.Generator(device=engine.device).manual_seed(i) for i in range(rows)]
-            engine.sample([cropped] * rows, ["Warm up."] * rows, [width] * rows, WARM_NFE, generators, progress)
+            engine.sample([cropped] * rows, ["Warm up."] * rows, [width] * rows, nfe, generators, progress)
     for frames in (*VOCODER_WARM_FRAMES, max(engine.shapes.widths)):
         engine.vocode(torch.randn(frames, engine.model.num_channels, device=engine.device))
         progress()
