@@ -239,15 +239,16 @@ def _groups(items: Sequence[PendingItem], buckets: Sequence[int], max_batch: int
     ]
 
 
-def _due_in(group: _Group, now_s: float, max_batch: int, window_s: float, margin_s: float) -> float:
-    """Seconds until `group` must go (<= 0: now): when full, when its oldest waited window_s,
-    or when its earliest deadline is within margin_s."""
+def _due_in(group: _Group, now_s: float, max_batch: int, window_s: float, margin_s: float,
+            hold_until_s: float) -> float:
+    """Seconds until `group` must go (<= 0: now): when full, when its oldest waited window_s and
+    the hold is over, or when its earliest deadline is within margin_s."""
     if len(group.items) >= max_batch:
         return 0.0
     oldest_s = min(i.arrived_s for i in group.items)
     by_age = window_s - max(0.0, now_s - oldest_s)  # an arrival "in the future" counts as now
     by_deadline = min(i.deadline_s for i in group.items) - margin_s - now_s
-    return min(by_age, by_deadline)
+    return min(max(by_age, hold_until_s - now_s), by_deadline)
 
 
 def plan_batches(
@@ -258,6 +259,7 @@ def plan_batches(
     window_s: float,
     buckets: Sequence[int],
     deadline_margin_s: float = 0.5,
+    hold_until_s: float = -math.inf,
 ) -> BatchPlan:
     """Decide which batches to dispatch now and how long to wait before deciding again.
 
@@ -265,8 +267,9 @@ def plan_batches(
     `window_s`, or when a deadline is within `deadline_margin_s`. A group larger than max_batch is
     cut most needed first (`needed_s`), and batches come out in order of their most needed item:
     a stream's first chunk goes before chunks of streams whose listeners still have audio in hand.
-    Nothing waits more than window_s to be dispatched; items whose deadline has passed come back
-    in `expired`, too-long ones in `oversized`.
+    Until `hold_until_s` only full groups (and deadlines) go: a busy worker waits for a fuller batch.
+    Nothing waits more than window_s (or the hold) to be dispatched; items whose deadline has passed
+    come back in `expired`, too-long ones in `oversized`.
     """
     if max_batch < 1 or window_s < 0:
         raise ValueError(f"need max_batch >= 1 and window_s >= 0, got {max_batch}, {window_s}")
@@ -274,7 +277,7 @@ def plan_batches(
     live = [i for i in pending if i.deadline_s > now_s]
     oversized = [i.job_id for i in live if bucket_for(i.frames, buckets) is None]
     groups = _groups(live, buckets, max_batch)
-    timing = [(g, _due_in(g, now_s, max_batch, window_s, deadline_margin_s)) for g in groups]
+    timing = [(g, _due_in(g, now_s, max_batch, window_s, deadline_margin_s, hold_until_s)) for g in groups]
     due = sorted((g for g, t in timing if t <= DUE_EPSILON_S), key=lambda g: need_order(g.items[0]))
     waits = [t for _, t in timing if t > DUE_EPSILON_S]
     return BatchPlan(

@@ -15,6 +15,7 @@ No torch here: the engine is passed in (F5Engine or a fake with prepare/run_batc
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -78,6 +79,7 @@ class BatchScheduler:
         self.counters = BatchCounters()
         self.running: tuple[int, ...] = ()  # job ids of the batch on the device now
         self.after_batch: Callable[[], None] = lambda: None  # profiler hook
+        self.hold_until_s = -math.inf  # after a batch of 2+ items: wait until then for a fuller one
         self._crossfade = int(spec.crossfade_ms * p.SAMPLE_RATE / 1000)
 
     # ---- arrivals and departures -------------------------------------------------------------
@@ -102,8 +104,8 @@ class BatchScheduler:
                 for job_id, a in self.active.items()]
 
     def _plan(self, pending: list[PendingItem], now_s: float) -> BatchPlan:
-        return plan_batches(pending, now_s, max_batch=self.spec.max_batch,
-                            window_s=self.spec.batch_window_ms / 1000, buckets=self.buckets, deadline_margin_s=0.0)
+        return plan_batches(pending, now_s, max_batch=self.spec.max_batch, window_s=self.spec.batch_window_ms / 1000,
+                            buckets=self.buckets, deadline_margin_s=0.0, hold_until_s=self.hold_until_s)
 
     def wait_s(self) -> float | None:
         """How long the worker may block for messages: None = idle, 0 = work is due now."""
@@ -150,6 +152,7 @@ class BatchScheduler:
             self.running = ()
             self.progress()
         self._count(len(jobs))
+        self.hold_until_s = self.clock() + self.spec.busy_fill_ms / 1000 if len(jobs) > 1 else -math.inf
         for active, wave in zip(jobs, out.waves, strict=True):
             if active.job.job_id in self.active:  # cancelled meanwhile: output discarded
                 self._deliver(active, wave, out.synth_s, out.vocoder_s / len(jobs), len(jobs))

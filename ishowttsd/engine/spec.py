@@ -30,6 +30,7 @@ class EngineSpec:
     fault_compile_failure: bool = False  # test-only (faults.py compile_failure): compiling fails
     # batching and shapes (see engine/batcher.py)
     max_batch: int = 8
+    busy_fill_ms: float = 0.0  # after a batch of 2+ items, wait this long for a fuller next batch
     batch_window_ms: float = 0.0  # 0: an idle worker starts at once; work arriving meanwhile is batched
     max_frames: int = 2048
     min_frames: int = 256
@@ -50,7 +51,7 @@ class EngineSpec:
 
 
 # [engine] batching, shape and compile keys copied as they are into the spec.
-TUNING_KEYS = ("max_batch", "batch_window_ms", "max_frames", "min_frames", "bucket_growth",
+TUNING_KEYS = ("max_batch", "batch_window_ms", "busy_fill_ms", "max_frames", "min_frames", "bucket_growth",
                "stream_first_chunk_bytes", "stream_margin_ms", "compile_mode", "compile_backend", "compile_scope",
                "cudnn_benchmark", "position_conv", "cpu_threads")
 

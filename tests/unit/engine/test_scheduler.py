@@ -60,11 +60,11 @@ class Clock:
         return self.now
 
 
-def make(max_batch: int = 4, window_ms: float = 0.0, samples: int = 2400
+def make(max_batch: int = 4, window_ms: float = 0.0, samples: int = 2400, fill_ms: float = 0.0
          ) -> tuple[BatchScheduler, FakeEngine, list[object], Clock]:
     engine, sent, clock = FakeEngine(samples=samples), [], Clock()
     spec = EngineSpec(model="tiny", cache_dir="/tmp", max_batch=max_batch, batch_window_ms=window_ms,
-                      crossfade_ms=0.0)
+                      crossfade_ms=0.0, busy_fill_ms=fill_ms)
     return BatchScheduler(engine, spec, sent.append, clock=clock), engine, sent, clock
 
 
@@ -239,3 +239,33 @@ def test_streams_arriving_one_per_batch_each_start_at_the_next_batch() -> None:
     firsts = [engine.batches.index([(job_id, 0)]) for job_id in range(1, 7)]
     assert firsts == [0, 1, 2, 3, 4, 5]
     assert len(engine.batches) == 36
+
+
+def test_after_a_batch_of_several_the_next_waits_to_fill_but_not_after_a_single_item() -> None:
+    scheduler, engine, _, clock = make(max_batch=3, fill_ms=5)
+    scheduler.add(job(1))
+    run_all_due(scheduler)  # a lone item: no hold afterwards
+    scheduler.add(job(2))
+    assert scheduler.wait_s() == 0.0
+    scheduler.add(job(3))
+    run_all_due(scheduler)  # jobs 2 and 3 together: now busy
+    scheduler.add(job(4))
+    assert scheduler.wait_s() == pytest.approx(0.005)  # job 4 waits for company ...
+    scheduler.add(job(5))
+    scheduler.add(job(6))
+    assert scheduler.wait_s() == 0.0  # ... unless its group is full
+    run_all_due(scheduler)
+    scheduler.add(job(7))
+    clock.now += 0.005
+    assert scheduler.wait_s() == 0.0  # or the hold is over
+    run_all_due(scheduler)
+    assert engine.batches == [[(1, 0)], [(2, 0), (3, 0)], [(4, 0), (5, 0), (6, 0)], [(7, 0)]]
+
+
+def test_a_hold_never_delays_work_past_its_deadline() -> None:
+    scheduler, _, _, clock = make(max_batch=3, fill_ms=50)
+    scheduler.add(job(1))
+    scheduler.add(job(2))
+    run_all_due(scheduler)
+    scheduler.add(job(3, deadline=clock.now + 0.01))
+    assert scheduler.wait_s() == pytest.approx(0.01)  # the deadline (margin 0 in the worker), not 0.05
