@@ -79,7 +79,7 @@ class EngineConfig:
     restart_window_s: float = setting(300.0, s.positive())
     devices: tuple[str, ...] | str = setting((), s.device_list())
     max_batch: int = setting(8, s.integer(1, 64))
-    busy_fill_ms: float = setting(0.0, s.number(0.0, 1000.0))
+    busy_fill_ms: float = setting(5.0, s.number(0.0, 1000.0))
     batch_window_ms: float = setting(0.0, s.number(0.0, 1000.0))
     max_frames: int = setting(2048, s.integer(64, 16384))
     min_frames: int = setting(256, s.integer(16, 16384))

@@ -30,7 +30,7 @@ class EngineSpec:
     fault_compile_failure: bool = False  # test-only (faults.py compile_failure): compiling fails
     # batching and shapes (see engine/batcher.py)
     max_batch: int = 8
-    busy_fill_ms: float = 0.0  # after a batch of 2+ items, wait this long for a fuller next batch
+    busy_fill_ms: float = 5.0  # after a batch of 2+ items, wait this long for a fuller next batch
     batch_window_ms: float = 0.0  # 0: an idle worker starts at once; work arriving meanwhile is batched
     max_frames: int = 2048
     min_frames: int = 256
