@@ -33,9 +33,9 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 __all__ = [
-    "JOURNAL_SOCKET", "JournalRenderer", "compact_line", "configure_logging", "get_logger",
-    "journal_datagram", "journal_field_name", "journal_fields", "journal_message", "priority_of",
-    "resolve_format", "stream_is_journal",
+    "JOURNAL_SOCKET", "JournalRenderer", "compact_line", "configure_logging", "direct_line_handlers",
+    "emit_to_line_handlers", "get_logger", "journal_datagram", "journal_field_name", "journal_fields",
+    "journal_message", "priority_of", "resolve_format", "stream_is_journal",
 ]
 
 JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
@@ -184,28 +184,69 @@ RENDERERS: dict[str, Callable[[Path, str], Processor]] = {
 
 class _LineHandler(logging.Handler):
     """Renders each record through the structlog formatter and writes it as a line; an empty
-    result (the journal renderer already delivered it) writes nothing."""
+    result (the journal renderer already delivered it) writes nothing. structlog's own events
+    come in through `emit_event` (see `emit_to_line_handlers`): rendered by the same processors,
+    without a LogRecord."""
 
     def __init__(self, stream: TextIO, renderer: Processor) -> None:
         super().__init__()
         self.stream = stream
         self._renderer = renderer
+        self._processors = _rendering_processors(renderer)
         self.setFormatter(_formatter(renderer))
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = self.format(record)
-            if line:
-                self.stream.write(line + "\n")
-                self.stream.flush()
+            self._write(self.format(record))
         except Exception:
             self.handleError(record)
+
+    def emit_event(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> None:
+        """A structlog event, rendered and written under the handler's lock."""
+        self.acquire()
+        try:
+            line: Any = event_dict
+            for processor in self._processors:
+                line = processor(logger, method_name, line)
+            self._write(line)
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": event_dict.get("event"), "name": method_name}))
+        finally:
+            self.release()
+
+    def _write(self, line: str) -> None:
+        if line:
+            self.stream.write(line + "\n")
+            self.stream.flush()
 
     def close(self) -> None:
         closer = getattr(self._renderer, "close", None)
         if closer is not None:
             closer()
         super().close()
+
+
+def direct_line_handlers(logger: WrappedLogger) -> list[_LineHandler]:
+    """The handlers a structlog event can go to without stdlib logging: the root's, when all of them
+    are ours and `logger` (a stdlib logger) has none of its own; else [] (the stdlib path)."""
+    root_handlers = logging.getLogger().handlers
+    own = getattr(logger, "handlers", None)
+    if own or not root_handlers or not getattr(logger, "propagate", False):
+        return []
+    lines = [handler for handler in root_handlers if isinstance(handler, _LineHandler)]
+    return lines if len(lines) == len(root_handlers) else []
+
+
+def emit_to_line_handlers(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
+    """Last structlog processor: write the event straight through our line handlers (no LogRecord,
+    no findCaller, no second pass through the formatter); when other handlers are installed (a
+    test's log capture), hand it to stdlib logging as before."""
+    handlers = direct_line_handlers(logger)
+    if not handlers:
+        return structlog.stdlib.ProcessorFormatter.wrap_for_formatter(logger, method_name, event_dict)
+    for handler in handlers:
+        handler.emit_event(logger, method_name, event_dict if len(handlers) == 1 else dict(event_dict))
+    raise structlog.DropEvent
 
 
 def _shared_processors() -> list[Processor]:
@@ -218,12 +259,16 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+def _rendering_processors(renderer: Processor) -> list[Processor]:
+    """What turns a structlog event dict into the output line (shared by both paths)."""
+    return [structlog.processors.format_exc_info, structlog.processors.UnicodeDecoder(), renderer]
+
+
 def _formatter(renderer: Processor) -> structlog.stdlib.ProcessorFormatter:
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_shared_processors(),
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.format_exc_info, structlog.processors.UnicodeDecoder(),
-                    renderer])
+                    *_rendering_processors(renderer)])
 
 
 def _install_root_handler(handler: logging.Handler, level: int) -> None:
@@ -255,8 +300,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
 def _configure_structlog() -> None:
     structlog.configure(
         processors=[structlog.stdlib.filter_by_level, *_shared_processors(),
-                    structlog.stdlib.PositionalArgumentsFormatter(),
-                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+                    structlog.stdlib.PositionalArgumentsFormatter(), emit_to_line_handlers],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,

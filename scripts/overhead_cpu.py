@@ -10,9 +10,13 @@ The daemon runs with the shipped [logging] level and [engine] ping interval (not
 debug/0.5 s). With --baseline-tree (another checkout, e.g. `git worktree add /tmp/base HEAD~1`;
 repeatable), a daemon from each tree runs beside this tree's and requests alternate between them
 (the order reversed every round), so before/after comparisons see the same machine load: the box is
-shared, compare within one run. --settle-ms (default 50) pauses before each request, so one daemon's
-worker threads are idle again before the next request starts; 0 = back to back (warm caches: the
-healthz round trip is ~0.5 ms back to back and ~1.2 ms after a 50 ms pause on the 2-core box).
+shared, compare within one run ("paired_overhead_differences": the per-round differences, which
+also cancel slow drifts in the load). --settle-ms (default 50) pauses before each request, so one
+daemon's worker threads are idle again before the next request starts; 0 = back to back (warm
+caches: the healthz round trip is ~0.5 ms back to back and ~1.2 ms after a 50 ms pause on the
+2-core box). A copy of HEAD for the baseline: `mkdir /tmp/base && git archive HEAD | tar -x -C /tmp/base`.
+In A/A runs (the same code twice) the daemon listed second came out 0.15-0.3 ms cheaper: run both
+orientations (the baseline copy's own script with --baseline-tree pointing here) and average.
 
     python3 scripts/overhead_cpu.py --runs 30 --out overhead.json
     python3 scripts/overhead_cpu.py --runs 30 --baseline-tree /tmp/base --settle-ms 0 --out overhead.json
@@ -120,13 +124,21 @@ def alternate(samplers: list[Sampler], runs: int, settle_s: float) -> None:
                 step(sampler)
 
 
-def through_daemons(trees: dict[str, Path], models: Path, runs: int,
-                    settle_s: float) -> dict[str, dict[str, object]]:
+def paired_differences(samplers: dict[str, Sampler]) -> dict[str, dict[str, float]]:
+    """This tree's overhead minus each other tree's, round by round (both measured within ~0.5 s of
+    each other, so slow drifts in the box's load cancel): negative = this tree is cheaper."""
+    ours = samplers["this_tree"].overheads[WARMUP:]
+    return {f"this_tree_minus_{name}": ms([a - b for a, b in zip(ours, sampler.overheads[WARMUP:], strict=True)])
+            for name, sampler in samplers.items() if name != "this_tree"}
+
+
+def through_daemons(trees: dict[str, Path], models: Path, runs: int, settle_s: float) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         samplers = {name: Sampler(stack.enter_context(daemon_from(tree, Path(tmp) / str(index), models)))
                     for index, (name, tree) in enumerate(trees.items())}
         alternate(list(samplers.values()), runs, settle_s)
-        return {name: sampler.summary() for name, sampler in samplers.items()}
+        return {**{name: sampler.summary() for name, sampler in samplers.items()},
+                "paired_overhead_differences": paired_differences(samplers)}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -135,6 +147,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--models", default=str(Path(tempfile.gettempdir()) / "ishowttsd-models"))
     parser.add_argument("--baseline-tree", action="append", default=[],
                         help="another checkout whose daemon runs alternately beside this one (repeatable)")
+    parser.add_argument("--direct-runs", type=int, help="in-process engine runs (default --runs; 0 = skip)")
     parser.add_argument("--settle-ms", type=float, default=SETTLE_MS, help="pause before each request")
     parser.add_argument("--out")
     return parser.parse_args(argv)
@@ -145,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     models = Path(args.models)
     models.mkdir(parents=True, exist_ok=True)
     trees = {"this_tree": REPO, **{f"tree:{tree}": Path(tree).resolve() for tree in args.baseline_tree}}
-    result: dict[str, object] = {"direct_engine": ms(direct(models, args.runs))}
+    direct_runs = args.runs if args.direct_runs is None else args.direct_runs
+    result: dict[str, object] = {"direct_engine": ms(direct(models, direct_runs)) if direct_runs else None}
     result.update(through_daemons(trees, models, args.runs, args.settle_ms / 1000))
     result.update(runs=args.runs, settle_ms=args.settle_ms, text=TEXT, settings=SHIPPED_SETTINGS,
                   command=" ".join(sys.argv))
