@@ -61,10 +61,31 @@ def bucket_delta(now: Buckets, before: Buckets) -> list[tuple[float, float]]:
 
 
 def compile_state(info: Mapping[str, Any]) -> str:
-    """decide.health's compile state from the engine's info()."""
+    """decide.health's compile state from the engine's info() (or one worker's entry of it)."""
     if info.get("compiled"):
         return "compiled"
     return "eager_fallback" if info.get("compile_error") else "eager"
+
+
+COMPILE_SEVERITY = {"eager_fallback": 2, "eager": 1, "compiled": 0}
+
+
+def engine_workers(info: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The workers of info() that have a process (every worker, not worker 0's top-level copy)."""
+    workers = [w for w in info.get("workers") or [] if w.get("pid") is not None]
+    return workers or [info]
+
+
+def worst_compile(info: Mapping[str, Any]) -> tuple[str, str]:
+    """(state, error) of the worker in the worst compile state: one fallen back is reported."""
+    worst = max(engine_workers(info), key=lambda w: COMPILE_SEVERITY[compile_state(w)])
+    return compile_state(worst), str(worst.get("compile_error") or "")
+
+
+def memory_total(info: Mapping[str, Any], key: str) -> int | None:
+    """A memory reading summed over the workers (None when no worker reported it)."""
+    values = [w.get(key) for w in engine_workers(info) if isinstance(w.get(key), int)]
+    return sum(values) if values else None  # type: ignore[arg-type]
 
 
 def synthesis_requests(requests: Mapping[str, Any]) -> int:
@@ -120,12 +141,13 @@ class HealthCheck:
         gpus = self.sampler.gpus or (await self.sampler.read_hardware())[0]
         info, (requests, failures) = self.ctx.engine.info(), self._requests_since()
         slope = self.leak.last_decision.slope_bytes_per_hour if self.leak.last_decision else None
+        compiled, compile_error = worst_compile(info)
         return HealthInputs(
             rtf_p95=rtf_p95, rtf_target=cfg.jobs.rtf_target, clock_state_locked=locked,
-            clock_drift_count=self.clocks.track.drift_count, compile_state=compile_state(info),
-            compile_error=str(info.get("compile_error") or ""), rss_bytes=_int(info.get("worker_rss_bytes")),
-            gpu_allocated_bytes=_int(info.get("cuda_allocated_bytes")),
-            gpu_reserved_bytes=_int(info.get("cuda_reserved_bytes")), leak_slope_bytes_per_hour=slope,
+            clock_drift_count=self.clocks.track.drift_count, compile_state=compiled,
+            compile_error=compile_error, rss_bytes=memory_total(info, "worker_rss_bytes"),
+            gpu_allocated_bytes=memory_total(info, "cuda_allocated_bytes"),
+            gpu_reserved_bytes=memory_total(info, "cuda_reserved_bytes"), leak_slope_bytes_per_hour=slope,
             requests_total=requests, failures_by_cause=failures,
             throttle_reasons=sorted({r for gpu in gpus for r in gpu.throttle_reasons}),
             max_temp_c=max_temperature(gpus), utilization_percent=worst_utilization(gpus))
@@ -201,10 +223,6 @@ class HealthCheck:
 
     async def _compile_fallback(self, why: str) -> str:
         return "reported: torch.compile failed, running eager; see compile_error, fix, then restart"
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) else None
 
 
 HealthAction = Callable[[HealthCheck, str], Awaitable[str]]

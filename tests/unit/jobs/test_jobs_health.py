@@ -16,7 +16,9 @@ from ishowttsd.jobs.health import (
     HealthCheck,
     compile_state,
     histogram_quantile,
+    memory_total,
     synthesis_requests,
+    worst_compile,
 )
 from ishowttsd.jobs.leak import LeakWatch
 from ishowttsd.jobs.recycle import Recycler
@@ -119,3 +121,20 @@ def test_compile_state_and_request_counting_are_pure() -> None:
     assert compile_state({}) == "eager"
     counts = {"/v1/tts": {"200": 2}, "/v1/audio/speech": {"429": 1}, "/healthz": {"200": 9}}
     assert synthesis_requests(counts) == 3
+
+
+def test_several_workers_are_summed_and_the_worst_compile_state_is_reported() -> None:
+    info = {"compiled": True, "compile_error": "", "worker_rss_bytes": 100, "cuda_allocated_bytes": 7,
+            "workers": [
+                {"pid": 10, "compiled": True, "compile_error": "", "worker_rss_bytes": 100,
+                 "cuda_allocated_bytes": 7},
+                {"pid": 11, "compiled": False, "compile_error": "inductor exploded", "worker_rss_bytes": 250,
+                 "cuda_allocated_bytes": None},
+                {"pid": None, "compiled": False, "compile_error": "", "worker_rss_bytes": None},  # starting
+            ]}
+    assert memory_total(info, "worker_rss_bytes") == 350  # not worker 0's 100
+    assert memory_total(info, "cuda_allocated_bytes") == 7
+    assert memory_total(info, "cuda_reserved_bytes") is None
+    assert worst_compile(info) == ("eager_fallback", "inductor exploded")
+    one = {"pid": 5, "compiled": True, "worker_rss_bytes": 40}  # no workers list: the top level is the worker
+    assert memory_total(one, "worker_rss_bytes") == 40 and worst_compile(one) == ("compiled", "")
