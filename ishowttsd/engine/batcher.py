@@ -157,7 +157,7 @@ def default_buckets(
 # ---------------------------------------------------------------- batch plans
 
 # A streamed job's next chunk is wanted this long before its listener runs out of audio: about one
-# batch's time on the device, so that the chunk is ready when it is needed.
+# batch's time on the device, so that the chunk is ready when it is needed ([engine] stream_margin_ms).
 STREAM_MARGIN_S = 0.5
 
 
@@ -289,7 +289,6 @@ def plan_batches(
 
 
 # ---------------------------------------------------------------- batch-size buckets
-
 
 
 def batch_buckets(max_batch: int) -> tuple[int, ...]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ishowttsd.engine import protocol as p
-from ishowttsd.engine.batcher import STREAM_MARGIN_S, BatchPlan, PendingItem, needed_at, plan_batches
+from ishowttsd.engine.batcher import BatchPlan, PendingItem, needed_at, plan_batches
 from ishowttsd.engine.joiner import CrossfadeJoiner, to_pcm16
 from ishowttsd.engine.spec import EngineSpec, shape_buckets
 
@@ -69,10 +69,9 @@ class BatchCounters:
 
 class BatchScheduler:
     def __init__(self, engine: Any, spec: EngineSpec, send: Callable[[object], None],
-                 progress: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic,
-                 stream_margin_s: float = STREAM_MARGIN_S) -> None:
+                 progress: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic) -> None:
         self.engine, self.spec, self.send, self.progress, self.clock = engine, spec, send, progress, clock
-        self.stream_margin_s = stream_margin_s
+        self.stream_margin_s = spec.stream_margin_ms / 1000
         shapes = getattr(engine, "shapes", None)
         self.buckets = shapes.widths if shapes is not None else shape_buckets(spec)
         self.active: dict[int, ActiveJob] = {}

@@ -218,8 +218,7 @@ def next_message(state: WorkerState, wait_s: float | None) -> object | None:
 def serve(engine: Any, spec: EngineSpec, outbox: Outbox, state: WorkerState) -> None:
     from ishowttsd.engine.scheduler import BatchScheduler
 
-    scheduler = BatchScheduler(engine, spec, outbox.send, state.progress,
-                               stream_margin_s=spec.stream_margin_ms / 1000)
+    scheduler = BatchScheduler(engine, spec, outbox.send, state.progress)
     state.scheduler = scheduler
     serving = True
     while serving or scheduler.active:

@@ -185,31 +185,18 @@ def test_a_new_streams_first_chunk_goes_before_an_older_streams_later_chunks() -
     assert engine.batches == [[(1, 0)], [(2, 0)], [(1, 1)], [(2, 1)], [(1, 2)]]
 
 
-def test_a_stream_about_to_run_dry_goes_before_a_new_first_chunk() -> None:
-    scheduler, engine, _, clock = make(max_batch=1)  # 0.1 s a chunk: less than the 0.5 s margin
+@pytest.mark.parametrize(("samples", "first_is_stream", "margin_s"), [
+    (2_400, True, None),  # a stream about to run dry (0.1 s a chunk, less than the 0.5 s margin)
+    (24_000, False, None),  # a buffered job needs all its chunks at arrival
+    (24_000, True, 1.5),  # the margin decides: more than the 1 s in hand makes job 1 urgent
+], ids=["stream_about_to_run_dry", "buffered_job_needs_all_chunks_at_arrival", "margin_decides"])
+def test_job_1s_second_chunk_goes_before_a_new_first_chunk_when_it_is_needed_first(
+        samples: int, first_is_stream: bool, margin_s: float | None) -> None:
+    scheduler, engine, _, clock = make(max_batch=1, samples=samples)
+    if margin_s is not None:
+        scheduler.stream_margin_s = margin_s
     engine.on_batch = lambda: setattr(clock, "now", clock.now + 0.05)
-    scheduler.add(job(1, "a|b", stream=True))
-    scheduler.run_due()
-    scheduler.add(job(2, "a", stream=True))
-    run_all_due(scheduler)
-    assert engine.batches == [[(1, 0)], [(1, 1)], [(2, 0)]]
-
-
-def test_a_buffered_job_needs_all_its_chunks_at_arrival() -> None:
-    scheduler, engine, _, clock = make(max_batch=1, samples=24_000)
-    engine.on_batch = lambda: setattr(clock, "now", clock.now + 0.05)
-    scheduler.add(job(1, "a|b"))
-    scheduler.run_due()
-    scheduler.add(job(2, "a", stream=True))
-    run_all_due(scheduler)
-    assert engine.batches == [[(1, 0)], [(1, 1)], [(2, 0)]]
-
-
-def test_the_margin_decides_when_a_stream_is_urgent() -> None:
-    scheduler, engine, _, clock = make(max_batch=1, samples=24_000)
-    scheduler.stream_margin_s = 1.5  # more than the 1 s in hand: job 1 is urgent
-    engine.on_batch = lambda: setattr(clock, "now", clock.now + 0.05)
-    scheduler.add(job(1, "a|b", stream=True))
+    scheduler.add(job(1, "a|b", stream=first_is_stream))
     scheduler.run_due()
     scheduler.add(job(2, "a", stream=True))
     run_all_due(scheduler)
