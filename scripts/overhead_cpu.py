@@ -17,6 +17,9 @@ caches: the healthz round trip is ~0.5 ms back to back and ~1.2 ms after a 50 ms
 2-core box). A copy of HEAD for the baseline: `mkdir /tmp/base && git archive HEAD | tar -x -C /tmp/base`.
 In A/A runs (the same code twice) the daemon listed second came out 0.15-0.3 ms cheaper: run both
 orientations (the baseline copy's own script with --baseline-tree pointing here) and average.
+--connection: "new" (the default, as before) opens a new connection for every request; "keep-alive"
+sends every synthesis over one open connection per daemon, as a chat bot with an aiohttp session
+does; "both" times each way every round, reported apart ("..._keep_alive" keys).
 
     python3 scripts/overhead_cpu.py --runs 30 --out overhead.json
     python3 scripts/overhead_cpu.py --runs 30 --baseline-tree /tmp/base --settle-ms 0 --out overhead.json
@@ -37,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
 
-from daemon_harness import DaemonProcess, request, start_daemon
+from daemon_harness import DaemonProcess, Reply, UnixHTTPConnection, request, start_daemon
 
 from ishowttsd.engine.f5 import F5Engine
 from ishowttsd.engine.protocol import Job, VoiceRef
@@ -47,6 +50,9 @@ from ishowttsd.voices import find_default_reference
 REPO = Path(__file__).resolve().parent.parent
 TEXT = "Hi chat."
 TRANSCRIPT = "Some call me nature, others call me mother nature."
+BODY = {"text": TEXT, "seed": 1, "format": "pcm"}
+CONNECTIONS = {"new": ("new",), "keep-alive": ("keep_alive",), "both": ("new", "keep_alive")}
+SUFFIX = {"new": "", "keep_alive": "_keep_alive"}  # result keys: the new-connection figures keep theirs
 WARMUP = 2
 SETTLE_MS = 50.0  # before each request: torch's idle CPU threads spin for a while after a batch
 SHIPPED_SETTINGS = {"logging": {"format": "json", "level": "info"}, "engine": {"ping_interval_s": 2.0},
@@ -72,23 +78,37 @@ def direct(models: Path, runs: int) -> list[float]:
 
 
 class Sampler:
-    """One daemon's timings: latency and overhead per synthesis, healthz round trips."""
+    """One daemon's timings: latency and overhead per synthesis (per connection mode), healthz round trips."""
 
-    def __init__(self, daemon: DaemonProcess) -> None:
-        self.daemon = daemon
-        self.latencies: list[float] = []
-        self.overheads: list[float] = []
+    def __init__(self, daemon: DaemonProcess, modes: tuple[str, ...] = ("new",)) -> None:
+        self.daemon, self.modes = daemon, modes
+        self.latencies: dict[str, list[float]] = {mode: [] for mode in modes}
+        self.overheads: dict[str, list[float]] = {mode: [] for mode in modes}
         self.healthz: list[float] = []
+        self._open: UnixHTTPConnection | None = None  # the keep-alive connection
 
     def synthesis(self) -> None:
+        for mode in self.modes:
+            self._synthesis(mode)
+
+    def _synthesis(self, mode: str) -> None:
         before = self.daemon.status()["engine"]["synth_s_total"]
         start = time.perf_counter()
-        reply = request(self.daemon.socket, "POST", "/v1/tts", {"text": TEXT, "seed": 1, "format": "pcm"})
+        reply = self._post_kept() if mode == "keep_alive" else request(self.daemon.socket, "POST", "/v1/tts", BODY)
         latency = time.perf_counter() - start
         assert reply.status == 200, reply.body
         synth = self.daemon.status()["engine"]["synth_s_total"] - before
-        self.latencies.append(latency)
-        self.overheads.append(latency - synth)
+        self.latencies[mode].append(latency)
+        self.overheads[mode].append(latency - synth)
+
+    def _post_kept(self) -> Reply:
+        """POST /v1/tts over the connection kept open (http.client reuses it after a complete read)."""
+        if self._open is None:
+            self._open = UnixHTTPConnection(self.daemon.socket)
+        self._open.request("POST", "/v1/tts", body=json.dumps(BODY).encode(),
+                           headers={"Content-Type": "application/json"})
+        response = self._open.getresponse()
+        return Reply(response.status, {}, response.read())
 
     def health(self) -> None:
         start = time.perf_counter()
@@ -96,8 +116,11 @@ class Sampler:
         self.healthz.append(time.perf_counter() - start)
 
     def summary(self) -> dict[str, object]:
-        return {"daemon_end_to_end": ms(self.latencies[WARMUP:]),
-                "daemon_overhead_per_request": ms(self.overheads[WARMUP:]), "healthz_round_trip": ms(self.healthz)}
+        result: dict[str, object] = {}
+        for mode in self.modes:
+            result[f"daemon_end_to_end{SUFFIX[mode]}"] = ms(self.latencies[mode][WARMUP:])
+            result[f"daemon_overhead_per_request{SUFFIX[mode]}"] = ms(self.overheads[mode][WARMUP:])
+        return {**result, "healthz_round_trip": ms(self.healthz)}
 
 
 @contextlib.contextmanager
@@ -124,21 +147,23 @@ def alternate(samplers: list[Sampler], runs: int, settle_s: float) -> None:
                 step(sampler)
 
 
-def paired_differences(samplers: dict[str, Sampler]) -> dict[str, dict[str, float]]:
+def paired_differences(samplers: dict[str, Sampler], mode: str) -> dict[str, dict[str, float]]:
     """This tree's overhead minus each other tree's, round by round (both measured within ~0.5 s of
     each other, so slow drifts in the box's load cancel): negative = this tree is cheaper."""
-    ours = samplers["this_tree"].overheads[WARMUP:]
-    return {f"this_tree_minus_{name}": ms([a - b for a, b in zip(ours, sampler.overheads[WARMUP:], strict=True)])
-            for name, sampler in samplers.items() if name != "this_tree"}
+    ours = samplers["this_tree"].overheads[mode][WARMUP:]
+    return {f"this_tree_minus_{name}": ms([a - b for a, b in zip(ours, s.overheads[mode][WARMUP:], strict=True)])
+            for name, s in samplers.items() if name != "this_tree"}
 
 
-def through_daemons(trees: dict[str, Path], models: Path, runs: int, settle_s: float) -> dict[str, object]:
+def through_daemons(trees: dict[str, Path], models: Path, runs: int, settle_s: float,
+                    modes: tuple[str, ...]) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
-        samplers = {name: Sampler(stack.enter_context(daemon_from(tree, Path(tmp) / str(index), models)))
+        samplers = {name: Sampler(stack.enter_context(daemon_from(tree, Path(tmp) / str(index), models)), modes)
                     for index, (name, tree) in enumerate(trees.items())}
         alternate(list(samplers.values()), runs, settle_s)
         return {**{name: sampler.summary() for name, sampler in samplers.items()},
-                "paired_overhead_differences": paired_differences(samplers)}
+                **{f"paired_overhead_differences{SUFFIX[mode]}": paired_differences(samplers, mode)
+                   for mode in modes}}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -149,6 +174,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="another checkout whose daemon runs alternately beside this one (repeatable)")
     parser.add_argument("--direct-runs", type=int, help="in-process engine runs (default --runs; 0 = skip)")
     parser.add_argument("--settle-ms", type=float, default=SETTLE_MS, help="pause before each request")
+    parser.add_argument("--connection", choices=sorted(CONNECTIONS), default="new",
+                        help="new connection per request (default), one kept open, or both each round")
     parser.add_argument("--out")
     return parser.parse_args(argv)
 
@@ -160,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     trees = {"this_tree": REPO, **{f"tree:{tree}": Path(tree).resolve() for tree in args.baseline_tree}}
     direct_runs = args.runs if args.direct_runs is None else args.direct_runs
     result: dict[str, object] = {"direct_engine": ms(direct(models, direct_runs)) if direct_runs else None}
-    result.update(through_daemons(trees, models, args.runs, args.settle_ms / 1000))
-    result.update(runs=args.runs, settle_ms=args.settle_ms, text=TEXT, settings=SHIPPED_SETTINGS,
+    result.update(through_daemons(trees, models, args.runs, args.settle_ms / 1000, CONNECTIONS[args.connection]))
+    result.update(runs=args.runs, settle_ms=args.settle_ms, connection=args.connection, text=TEXT,
+                  settings=SHIPPED_SETTINGS,
                   command=" ".join(sys.argv))
     print(json.dumps(result, indent=2))
     if args.out:
