@@ -95,7 +95,8 @@ class EngineClient(WorkerLifecycle):
                 raise DeadlineExceeded(f"not done within the request deadline ({ticket.job.job_id})")
             wait = min(left, DISCONNECT_POLL_S) if req.disconnected else left
             with contextlib.suppress(TimeoutError):
-                return await asyncio.wait_for(ticket.events.get(), wait)
+                async with asyncio.timeout(wait):  # not wait_for: no Task per event
+                    return await ticket.events.get()
             if req.disconnected and req.disconnected():
                 raise ConnectionResetError("the client disconnected")
 
