@@ -46,7 +46,7 @@ class Outbox:
 
 class WorkerState:
     def __init__(self) -> None:
-        self.jobs: queue.Queue[Any] = queue.Queue()
+        self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()  # C: a cheaper hand-over than Queue
         self.last_progress = time.monotonic()
         self.jobs_done = 0
         self.memory: Callable[[], tuple[int, int]] = lambda: (0, 0)
