@@ -10,6 +10,7 @@ truncated body.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from ishowttsd.api.app import AppDeps
 
 log = structlog.get_logger(__name__)
+_stdlib_log = logging.getLogger(__name__)  # its level decides what structlog drops: ask it first, cheaply
 
 TEXT_CHARS = web.RequestKey("ishowttsd_text_chars", int)
 STREAM_ABORTED = web.RequestKey("ishowttsd_stream_aborted", str)
@@ -90,7 +92,8 @@ class SynthesisHandlers:
         body = await read_json_body(request, config.limits.max_body_bytes)
         params = parse(body, synthesis_defaults(config), self._deps.new_seed)
         request[TEXT_CHARS] = len(params.text)
-        log.debug("synthesis_text", text=params.text, voice=params.voice, seed=params.seed)
+        if _stdlib_log.isEnabledFor(logging.DEBUG):  # ~0.1 µs, against ~9 µs for a dropped structlog event
+            log.debug("synthesis_text", text=params.text, voice=params.voice, seed=params.seed)
         voice = await self._voice(params.voice)
         job = SynthesisRequest(text=params.text, voice=voice, nfe=params.nfe, speed=params.speed,
                                seed=params.seed, stream=params.stream,
