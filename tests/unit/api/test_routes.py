@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import time
 import wave
 from collections.abc import AsyncIterator
@@ -278,6 +279,21 @@ async def test_requests_are_logged_without_their_text(client: TestClient) -> Non
     assert entry["duration_ms"] >= 0
     assert all(secret not in repr(log) for log in logs if log["log_level"] != "debug")
 
+
+
+@pytest.mark.parametrize(("level", "logged"), [(logging.DEBUG, True), (logging.INFO, False)])
+async def test_the_text_is_logged_only_at_debug(client: TestClient, level: int, logged: bool) -> None:
+    """The stdlib logger's level decides, before the structlog event is even built."""
+    logger = logging.getLogger("ishowttsd.api.routes_tts")
+    old = logger.level
+    logger.setLevel(level)
+    try:
+        with capture_logs() as logs:
+            await client.post("/v1/tts", json={"text": "say this"})
+    finally:
+        logger.setLevel(old)
+    texts = [log["text"] for log in logs if log["event"] == "synthesis_text"]
+    assert texts == (["say this"] if logged else [])
 
 # --- voices --------------------------------------------------------------------------------------
 def voice_form(name: str, text: str, audio: bytes, filename: str = "ref.wav") -> aiohttp.FormData:
