@@ -89,7 +89,7 @@ class EngineConfig:
     compile_mode: str = setting("reduce-overhead", s.choice("default", "reduce-overhead", "max-autotune",
                                                             "max-autotune-no-cudagraphs"))
     compile_backend: str = setting("inductor", s.choice("inductor", "aot_eager", "eager"))
-    compile_scope: str = setting("captured", s.choice("captured", "step", "blocks"))
+    compile_scope: str = setting("captured", s.choice("captured", "aot", "step", "blocks"))
     cudnn_benchmark: bool = setting(False, s.boolean())
     position_conv: str = setting("conv1d", s.choice("conv1d", "gemm", "auto"))
     cpu_threads: int = setting(0, s.integer(0, 1024))

@@ -76,12 +76,37 @@ def compile_captured(engine: F5Engine, options: dict[str, object]) -> None:
                                      engine.dtype, capture_for(engine.device))
 
 
+def compile_aot(engine: F5Engine, options: dict[str, object]) -> None:
+    """DiT blocks and input embedding from AOTInductor packages (built once, then loaded), then our own graphs."""
+    from ishowttsd.engine.aot import install_aot
+
+    if engine.spec.compile_backend != "inductor" or options.get("backend") != "inductor":
+        raise ValueError(f"compile_scope 'aot' compiles with Inductor, not {options.get('backend')!r}")
+    install_aot(engine.model.transformer, engine.rotary, engine.device, engine.dtype,
+                aot_cache_dir(engine.spec), 2 * engine.spec.max_batch, aot_frames(engine.spec))
+    engine.captured = CapturedGraphs(engine.model.transformer, engine.step_eager, engine.rotary, engine.device,
+                                     engine.dtype, capture_for(engine.device))
+
+
+def aot_cache_dir(spec: EngineSpec) -> str:
+    return f"{spec.cache_dir}/compile/aot"
+
+
+def aot_frames(spec: EngineSpec) -> tuple[int, int]:
+    widths = shape_buckets(spec)
+    return min(widths), max(widths)
+
+
 def uncompile_blocks(engine: F5Engine) -> None:
-    for block in (*engine.model.transformer.transformer_blocks, engine.model.transformer.input_embed):
+    from ishowttsd.engine.aot import uninstall
+
+    modules = (*engine.model.transformer.transformer_blocks, engine.model.transformer.input_embed)
+    for block in modules:
         block._compiled_call_impl = None
+    uninstall(modules)
 
 
-SCOPES = {"step": compile_step, "blocks": compile_blocks, "captured": compile_captured}
+SCOPES = {"step": compile_step, "blocks": compile_blocks, "captured": compile_captured, "aot": compile_aot}
 
 
 def fall_back_to_eager(engine: F5Engine, reason: str) -> None:
