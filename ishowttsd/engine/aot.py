@@ -27,33 +27,38 @@ from typing import Any
 import torch
 from torch import nn
 
-AOT_VERSION = "1"  # bump when the exported functions change
+AOT_VERSION = "2"  # bump when the exported functions change
 ROWS_MIN = 2  # CFG packs the conditional and unconditional pass: at least two rows
 
 
-class FunctionalBlock(nn.Module):
-    """block(x, t, mask, freqs, weights) with the block's parameters passed in: one graph for every block."""
+Arguments = tuple[tuple[Any, ...], dict[str, Any]]
 
-    def __init__(self, template: nn.Module) -> None:
+
+class Functional(nn.Module):
+    """The module called with its parameters passed in as `weights`, its inputs mapped by `arguments`.
+
+    Nothing of the checkpoint is baked into a package (the template is not a submodule): the block
+    package serves all 22 blocks, and a new checkpoint of the same architecture needs no rebuild.
+    """
+
+    def __init__(self, template: nn.Module, arguments: Callable[..., Arguments]) -> None:
         super().__init__()
-        self.template = template
+        self._template = (template,)  # a tuple hides it from nn.Module registration
         self.names = [name for name, _ in template.named_parameters()]
+        self.arguments = arguments
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, freqs: torch.Tensor,
-                *weights: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: tuple[torch.Tensor, ...], weights: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        args, kwargs = self.arguments(*inputs)
         params = dict(zip(self.names, weights, strict=True))
-        return torch.func.functional_call(self.template, params, (x, t), {"mask": mask, "rope": (freqs, None)})
+        return torch.func.functional_call(self._template[0], params, args, kwargs)
 
 
-class InputEmbed(nn.Module):
-    """InputEmbedding.forward with the audio mask as a positional input (what torch.export needs)."""
+def block_arguments(x: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, freqs: torch.Tensor) -> Arguments:
+    return (x, t), {"mask": mask, "rope": (freqs, None)}
 
-    def __init__(self, embed: nn.Module) -> None:
-        super().__init__()
-        self.embed = embed
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor, text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.embed(x, cond, text, drop_audio_cond=False, audio_mask=mask)
+def input_embed_arguments(x: torch.Tensor, cond: torch.Tensor, text: torch.Tensor, mask: torch.Tensor) -> Arguments:
+    return (x, cond, text), {"drop_audio_cond": False, "audio_mask": mask}
 
 
 def package_key(dit: nn.Module, dtype: torch.dtype, device: torch.device, rows_max: int,
@@ -123,19 +128,19 @@ def install_block(block: nn.Module, runner: Callable[..., Any], ranges: AotRange
     def forward(x: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = None, rope: Any = None) -> torch.Tensor:
         if mask is None or rope is None or not ranges.covers(x):
             return original(x, t, mask=mask, rope=rope)
-        return runner(x.contiguous(), t.contiguous(), mask.contiguous(), rope[0].contiguous(), *weights)
+        return runner((x.contiguous(), t.contiguous(), mask.contiguous(), rope[0].contiguous()), weights)
 
     block.forward = forward
 
 
 def install_input_embed(embed: nn.Module, runner: Callable[..., Any], ranges: AotRanges) -> None:
-    original = embed.forward
+    weights, original = tuple(embed.parameters()), embed.forward
 
     def forward(x: torch.Tensor, cond: torch.Tensor, text_embed: torch.Tensor, drop_audio_cond: bool = False,
                 audio_mask: torch.Tensor | None = None) -> torch.Tensor:
         if drop_audio_cond or audio_mask is None or not ranges.covers(x):
             return original(x, cond, text_embed, drop_audio_cond=drop_audio_cond, audio_mask=audio_mask)
-        return runner(x.contiguous(), cond.contiguous(), text_embed.contiguous(), audio_mask.contiguous())
+        return runner((x.contiguous(), cond.contiguous(), text_embed.contiguous(), audio_mask.contiguous()), weights)
 
     embed.forward = forward
 
@@ -153,13 +158,12 @@ def install_aot(dit: nn.Module, freqs: Callable[[int], torch.Tensor], device: to
     blocks = list(dit.transformer_blocks)
     example = block_example(dit, device, dtype, freqs, 4, max(frames[0], 2 * ranges.frames.min))
     block_path, embed_path = Path(cache_dir) / f"block-{key}.pt2", Path(cache_dir) / f"input-embed-{key}.pt2"
-    weights = tuple(blocks[0].parameters())
-    dims = ({0: ranges.rows, 1: ranges.frames}, {0: ranges.rows}, {0: ranges.rows, 1: ranges.frames},
-            {1: ranges.frames}, tuple(None for _ in weights))
     block_runner = load_or_build(block_path, lambda: export_and_package(
-        FunctionalBlock(blocks[0]).eval(), (*example, *weights), dims, block_path))
+        Functional(blocks[0], block_arguments), (example, tuple(blocks[0].parameters())),
+        (block_dims(ranges), static(blocks[0])), block_path))
     embed_runner = load_or_build(embed_path, lambda: export_and_package(
-        InputEmbed(dit.input_embed).eval(), embed_example(dit, example), embed_dims(ranges), embed_path))
+        Functional(dit.input_embed, input_embed_arguments), (embed_example(dit, example),
+        tuple(dit.input_embed.parameters())), (embed_dims(ranges), static(dit.input_embed)), embed_path))
     for block in blocks:
         install_block(block, block_runner, ranges)
     install_input_embed(dit.input_embed, embed_runner, ranges)
@@ -171,6 +175,16 @@ def embed_example(dit: nn.Module, block_example: tuple[torch.Tensor, ...]) -> tu
     rows, frames = mask.shape
     noisy = torch.randn(rows, frames, mels, device=x.device, dtype=x.dtype)
     return noisy, torch.randn_like(noisy), torch.randn(rows, frames, text_dim, device=x.device, dtype=x.dtype), mask
+
+
+def static(module: nn.Module) -> tuple[None, ...]:
+    """Dynamic-shape spec of a module's weights: every one static."""
+    return tuple(None for _ in module.parameters())
+
+
+def block_dims(ranges: AotRanges) -> tuple[dict[int, Any], ...]:
+    both = {0: ranges.rows, 1: ranges.frames}
+    return both, {0: ranges.rows}, both, {1: ranges.frames}
 
 
 def embed_dims(ranges: AotRanges) -> tuple[dict[int, Any], ...]:

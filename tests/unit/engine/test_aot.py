@@ -110,3 +110,20 @@ def test_aot_with_another_backend_falls_back_to_eager_with_the_reason(cache: Pat
     engine = F5Engine.load(replace(spec(cache), compile_backend="eager"))
     compile_engine(engine, engine.spec)
     assert not engine.compiled and "compiles with Inductor" in engine.compile_error
+
+
+def perturbed(engine: F5Engine) -> F5Engine:
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for param in engine.model.transformer.parameters():
+            param.add_(0.02 * torch.randn(param.shape, generator=generator))
+    return engine
+
+
+def test_no_weights_are_baked_into_a_package(cache: Path) -> None:
+    loaded(cache)  # the packages, built from the unperturbed checkpoint
+    engine, eager = perturbed(F5Engine.load(spec(cache))), perturbed(F5Engine.load(spec(cache)))
+    compile_engine(engine, engine.spec)  # loads those packages: other weights, same architecture
+    ours, theirs = sample(engine, reference(engine)), sample(eager, reference(eager))
+    for mine, eager_mel in zip(ours, theirs, strict=True):
+        assert float((mine - eager_mel).norm() / eager_mel.norm()) < 1e-5
