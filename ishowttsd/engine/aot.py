@@ -100,15 +100,20 @@ def load_or_build(path: Path, build: Callable[[], None]) -> Callable[..., Any]:
 
 
 class AotRanges:
-    """The shapes the packages were exported for: rows (both CFG passes) and frames."""
+    """The shapes the packages were exported for: rows (both CFG passes) and frames (None = one size only)."""
 
     def __init__(self, rows_max: int, frames: tuple[int, int]) -> None:
-        self.rows = torch.export.Dim("rows", min=ROWS_MIN, max=rows_max)
-        self.frames = torch.export.Dim("frames", min=frames[0], max=frames[1])
+        self.rows = torch.export.Dim("rows", min=ROWS_MIN, max=rows_max) if rows_max > ROWS_MIN else None
+        self.frames = torch.export.Dim("frames", min=frames[0], max=frames[1]) if frames[1] > frames[0] else None
         self.rows_max, self.frames_range = rows_max, frames
 
     def covers(self, x: torch.Tensor) -> bool:
         return ROWS_MIN <= x.shape[0] <= self.rows_max and self.frames_range[0] <= x.shape[1] <= self.frames_range[1]
+
+    def example(self) -> tuple[int, int]:
+        """(rows, frames) to export with: inside the ranges (the frames' midpoint)."""
+        low, high = self.frames_range
+        return min(4, self.rows_max), (low + high) // 2
 
 
 def block_example(dit: nn.Module, device: torch.device, dtype: torch.dtype, freqs: Callable[[int], torch.Tensor],
@@ -156,7 +161,7 @@ def install_aot(dit: nn.Module, freqs: Callable[[int], torch.Tensor], device: to
     ranges = AotRanges(rows_max, frames)
     key = package_key(dit, dtype, device, rows_max, frames)
     blocks = list(dit.transformer_blocks)
-    example = block_example(dit, device, dtype, freqs, 4, max(frames[0], 2 * ranges.frames.min))
+    example = block_example(dit, device, dtype, freqs, *ranges.example())
     block_path, embed_path = Path(cache_dir) / f"block-{key}.pt2", Path(cache_dir) / f"input-embed-{key}.pt2"
     block_runner = load_or_build(block_path, lambda: export_and_package(
         Functional(blocks[0], block_arguments), (example, tuple(blocks[0].parameters())),
