@@ -90,6 +90,8 @@ def main() -> int:
     SYNC()
     started = phase("load", started)
     compile_engine(engine, spec)
+    RESULT["compile_note"], RESULT["compile_error"] = engine.compile_note, engine.compile_error
+    log("compile note/error:", engine.compile_note, engine.compile_error)
     started = phase("compile_setup", started)
     voice = VoiceRef("default", str(find_default_reference()), TRANSCRIPT)
     ref = engine.reference(voice)

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-AOT_VERSION = "2"  # bump when the exported functions change
+AOT_VERSION = "3"  # bump when the exported functions change
 ROWS_MIN = 2  # CFG packs the conditional and unconditional pass: at least two rows
 
 
@@ -46,11 +46,14 @@ class Functional(nn.Module):
         self._template = (template,)  # a tuple hides it from nn.Module registration
         self.names = [name for name, _ in template.named_parameters()]
         self.arguments = arguments
+        # One constant in the package: loading a CUDA package with none crashed (torch 2.11, H100).
+        self.register_buffer("anchor", torch.zeros((), dtype=next(template.parameters()).dtype,
+                                                   device=next(template.parameters()).device))
 
     def forward(self, inputs: tuple[torch.Tensor, ...], weights: tuple[torch.Tensor, ...]) -> torch.Tensor:
         args, kwargs = self.arguments(*inputs)
         params = dict(zip(self.names, weights, strict=True))
-        return torch.func.functional_call(self._template[0], params, args, kwargs)
+        return torch.func.functional_call(self._template[0], params, args, kwargs) + self.anchor
 
 
 def block_arguments(x: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, freqs: torch.Tensor) -> Arguments:
@@ -88,15 +91,67 @@ def export_and_package(module: nn.Module, example: tuple[Any, ...], dynamic: tup
             Path(tmp).unlink(missing_ok=True)
 
 
+class AotUnusable(RuntimeError):
+    """A package that cannot be loaded here (the engine then uses scope "captured")."""
+
+
+CHECK_TIMEOUT_S = 300.0
+CHECK_SCRIPT = "import sys, torch; torch._inductor.aoti_load_package(sys.argv[1])"
+
+
+def loads_in_a_child(path: Path) -> str:
+    """'' when a separate process loads the package; else why not (a crash there cannot take us down)."""
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run([sys.executable, "-c", CHECK_SCRIPT, str(path)], capture_output=True,
+                              timeout=CHECK_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        return f"loading {path.name} took over {CHECK_TIMEOUT_S:.0f}s"
+    if done.returncode == 0:
+        return ""
+    tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+    return f"loading {path.name} failed in a check process (exit {done.returncode}): {tail[0]}"
+
+
+def verified(path: Path) -> Path:
+    return path.with_name(path.name + ".ok")
+
+
 def load_or_build(path: Path, build: Callable[[], None]) -> Callable[..., Any]:
-    """The package at `path` (built first when missing or unloadable)."""
-    if path.exists():
-        try:
-            return torch._inductor.aoti_load_package(str(path))
-        except Exception:  # a package from another build of torch: rebuild it
-            path.unlink(missing_ok=True)
-    build()
+    """The package at `path` (built when missing or unloadable), loaded here once a child process loaded it."""
+    try:
+        return load_checked(path, build)
+    except Exception as exc:  # e.g. a package written by another torch: build it again, once
+        if isinstance(exc, AotUnusable):
+            raise
+        forget(path)
+        return load_checked(path, build)
+
+
+def load_checked(path: Path, build: Callable[[], None]) -> Callable[..., Any]:
+    if not path.exists():
+        forget(path)
+        build()
+    if not verified(path).exists():
+        problem = loads_in_a_child(path)
+        if problem:
+            forget(path)  # the next boot builds it again (a newer torch may load it)
+            raise AotUnusable(problem)
+        atomic_touch(verified(path))
     return torch._inductor.aoti_load_package(str(path))
+
+
+def forget(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    verified(path).unlink(missing_ok=True)
+
+
+def atomic_touch(path: Path) -> None:
+    from ishowttsd.fsutil import atomic_write_bytes
+
+    atomic_write_bytes(path, b"loaded in a check process\n")
 
 
 class AotRanges:

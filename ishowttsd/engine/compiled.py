@@ -78,12 +78,17 @@ def compile_captured(engine: F5Engine, options: dict[str, object]) -> None:
 
 def compile_aot(engine: F5Engine, options: dict[str, object]) -> None:
     """DiT blocks and input embedding from AOTInductor packages (built once, then loaded), then our own graphs."""
-    from ishowttsd.engine.aot import install_aot
+    from ishowttsd.engine.aot import AotUnusable, install_aot
 
     if engine.spec.compile_backend != "inductor" or options.get("backend") != "inductor":
         raise ValueError(f"compile_scope 'aot' compiles with Inductor, not {options.get('backend')!r}")
-    install_aot(engine.model.transformer, engine.rotary, engine.device, engine.dtype,
-                aot_cache_dir(engine.spec), 2 * engine.spec.max_batch, aot_frames(engine.spec))
+    try:
+        install_aot(engine.model.transformer, engine.rotary, engine.device, engine.dtype,
+                    aot_cache_dir(engine.spec), 2 * engine.spec.max_batch, aot_frames(engine.spec))
+    except AotUnusable as exc:  # a package this torch cannot load: the JIT-compiled scope instead
+        engine.compile_note = f"aot packages unusable, scope captured instead: {exc}"[:2000]
+        compile_captured(engine, options)
+        return
     engine.captured = CapturedGraphs(engine.model.transformer, engine.step_eager, engine.rotary, engine.device,
                                      engine.dtype, capture_for(engine.device))
 

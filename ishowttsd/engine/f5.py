@@ -95,6 +95,7 @@ class F5Engine:
         self.head: Callable[..., torch.Tensor] = vocoder.head
         self.shapes: Shapes | None = None  # None: eager, unpadded
         self.compiled, self.compile_error = False, ""
+        self.compile_note = ""  # compiled, but not as configured (e.g. aot packages unusable), and why
         self.before_step: Callable[[], None] = lambda: None  # CUDA-graph step marker when compiled
         self.captured: CapturedGraphs | None = None  # compile_scope "captured": the engine's own CUDA graphs
         self._references: OrderedDict[tuple[str, int], Reference] = OrderedDict()

@@ -127,3 +127,34 @@ def test_no_weights_are_baked_into_a_package(cache: Path) -> None:
     ours, theirs = sample(engine, reference(engine)), sample(eager, reference(eager))
     for mine, eager_mel in zip(ours, theirs, strict=True):
         assert float((mine - eager_mel).norm() / eager_mel.norm()) < 1e-5
+
+
+def test_a_package_is_loaded_here_only_after_a_check_process_loaded_it(cache: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded(cache)
+    assert all(aot.verified(p).exists() for p in packages(cache))  # written by that check
+    monkeypatch.setattr(aot, "loads_in_a_child", lambda path: pytest.fail("checked a verified package again"))
+    loaded(cache)
+
+
+def test_a_package_that_crashes_its_check_process_means_scope_captured(cache: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded(cache)
+    block = packages(cache)[0]
+    aot.verified(block).unlink()
+    monkeypatch.setattr(aot, "loads_in_a_child", lambda path: f"loading {path.name} failed (exit -11)")
+    engine = F5Engine.load(spec(cache))
+    compile_engine(engine, engine.spec)
+    assert engine.compiled and engine.compile_error == ""
+    assert "aot packages unusable, scope captured instead" in engine.compile_note and "exit -11" in engine.compile_note
+    assert engine.captured is not None and not block.exists()  # the next boot builds it again
+    ref = reference(engine)
+    assert all(torch.isfinite(mel).all() for mel in sample(engine, ref))
+
+
+def test_the_check_process_really_loads_a_package(cache: Path) -> None:
+    loaded(cache)
+    assert aot.loads_in_a_child(packages(cache)[0]) == ""
+    broken = cache / "broken.pt2"
+    broken.write_bytes(b"not a package")
+    assert "failed in a check process" in aot.loads_in_a_child(broken)
