@@ -131,16 +131,23 @@ def load_or_build(path: Path, build: Callable[[], None]) -> Callable[..., Any]:
 
 
 def load_checked(path: Path, build: Callable[[], None]) -> Callable[..., Any]:
+    if rejected(path).exists():  # this key (torch version included) failed its check before: no rebuild per boot
+        raise AotUnusable(rejected(path).read_text().strip())
     if not path.exists():
         forget(path)
         build()
     if not verified(path).exists():
         problem = loads_in_a_child(path)
         if problem:
-            forget(path)  # the next boot builds it again (a newer torch may load it)
+            forget(path)
+            atomic_write(rejected(path), problem)
             raise AotUnusable(problem)
-        atomic_touch(verified(path))
+        atomic_write(verified(path), "loaded in a check process")
     return torch._inductor.aoti_load_package(str(path))
+
+
+def rejected(path: Path) -> Path:
+    return path.with_name(path.name + ".rejected")
 
 
 def forget(path: Path) -> None:
@@ -148,10 +155,10 @@ def forget(path: Path) -> None:
     verified(path).unlink(missing_ok=True)
 
 
-def atomic_touch(path: Path) -> None:
-    from ishowttsd.fsutil import atomic_write_bytes
+def atomic_write(path: Path, text: str) -> None:
+    from ishowttsd.fsutil import atomic_write_text
 
-    atomic_write_bytes(path, b"loaded in a check process\n")
+    atomic_write_text(path, text + "\n")
 
 
 class AotRanges:

@@ -25,6 +25,7 @@ def handle_info(handle: WorkerHandle | None) -> dict[str, Any]:
         "pid": handle.pid if handle else None,
         "device": ready.device if ready else None, "dtype": ready.dtype if ready else None,
         "compiled": ready.compiled if ready else None, "compile_error": ready.compile_error if ready else "",
+        "compile_note": ready.compile_note if ready else "",
         "boot_s": ready.boot_s if ready else None, "warm_s": ready.warm_s if ready else None,
         "warm_graphs": ready.warm_graphs if ready else None,
         "buckets": list(ready.buckets) if ready else [],

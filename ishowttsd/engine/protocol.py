@@ -107,6 +107,7 @@ class Ready:
     warm_graphs: int = 0  # graphs compiled while warming (a warm compile cache makes each cheap)
     buckets: tuple[int, ...] = ()  # frame widths served compiled; () = eager, unpadded
     max_batch: int = 1
+    compile_note: str = ""  # compiled, but not as configured (e.g. aot packages unusable: scope captured), and why
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,7 +155,7 @@ def boot(spec: EngineSpec, outbox: Outbox, state: WorkerState) -> Any:
                         compiled=engine.compiled, compile_error=engine.compile_error,
                         boot_s=time.monotonic() - started, warm_s=warm_s, warm_graphs=at_ready - before_warm,
                         buckets=buckets,
-                        max_batch=spec.max_batch))
+                        max_batch=spec.max_batch, compile_note=engine.compile_note))
     return engine
 
 

@@ -147,9 +147,14 @@ def test_a_package_that_crashes_its_check_process_means_scope_captured(cache: Pa
     compile_engine(engine, engine.spec)
     assert engine.compiled and engine.compile_error == ""
     assert "aot packages unusable, scope captured instead" in engine.compile_note and "exit -11" in engine.compile_note
-    assert engine.captured is not None and not block.exists()  # the next boot builds it again
+    assert engine.captured is not None and not block.exists()
     ref = reference(engine)
     assert all(torch.isfinite(mel).all() for mel in sample(engine, ref))
+    monkeypatch.setattr(aot, "export_and_package", lambda *a: pytest.fail("rebuilt a rejected package"))
+    again = F5Engine.load(spec(cache))
+    compile_engine(again, again.spec)  # the same key again: straight to captured, no build, no check
+    assert "exit -11" in again.compile_note and again.captured is not None
+    aot.rejected(block).unlink()  # leave the cache usable for the tests after this one
 
 
 def test_the_check_process_really_loads_a_package(cache: Path) -> None:
