@@ -9,23 +9,27 @@ serves all 22 blocks. The engine's own CUDA graphs (engine/captured.py) are then
 the loaded kernels, as in scope "captured".
 
 A package is keyed by everything its code depends on (torch, f5-tts, this module, the block's
-shapes, dtype, device capability, bucket limits); a package that fails to load is rebuilt.
-Calls outside the exported ranges (or without a mask) run the original module. A package assumes
-the strides it was exported with (unlike dynamo, it has no guards), so every input is made
-contiguous first (a no-op for contiguous tensors; the input embedding's output is not).
+shapes, dtype, device capability, bucket limits); engine/aot_store.py builds, checks and loads
+it (a package that cannot be built or loaded here means scope "captured"). Calls outside the
+exported ranges (or without a mask) run the original module. A package assumes the strides it was
+exported with (unlike dynamo, it has no guards), so every input is made contiguous first (a no-op
+for contiguous tensors; the input embedding's output is not).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from ishowttsd.engine import aot_store
+from ishowttsd.engine.aot_store import AotUnusable, load_or_build
+
+__all__ = ["AotUnusable", "install_aot", "package_key", "uninstall"]
 
 AOT_VERSION = "3"  # bump when the exported functions change
 ROWS_MIN = 2  # CFG packs the conditional and unconditional pass: at least two rows
@@ -67,98 +71,14 @@ def input_embed_arguments(x: torch.Tensor, cond: torch.Tensor, text: torch.Tenso
 def package_key(dit: nn.Module, dtype: torch.dtype, device: torch.device, rows_max: int,
                 frames: tuple[int, int]) -> str:
     """A name that changes whenever the compiled code could: versions, shapes, dtype, GPU, ranges."""
-    import f5_tts
+    from importlib.metadata import version
 
     capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else ("cpu",)
     block = dit.transformer_blocks[0]
-    parts = (AOT_VERSION, torch.__version__, getattr(f5_tts, "__version__", ""), str(dtype), str(capability),
-             rows_max, frames, [tuple(p.shape) for p in block.parameters()],
-             [tuple(p.shape) for p in dit.input_embed.parameters()], type(block.attn.processor).__name__)
+    parts = (AOT_VERSION, torch.__version__, version("f5-tts"), str(dtype), str(capability), rows_max, frames,
+             [tuple(p.shape) for p in block.parameters()], [tuple(p.shape) for p in dit.input_embed.parameters()],
+             type(block.attn.processor).__name__, type(dit.input_embed.conv_pos_embed).__name__)
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
-
-
-def export_and_package(module: nn.Module, example: tuple[Any, ...], dynamic: tuple[Any, ...], path: Path) -> None:
-    """torch.export + AOTInductor into `path`, written atomically (a crash leaves no half package)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        exported = torch.export.export(module, example, dynamic_shapes=dynamic, strict=False)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp.pt2")
-        os.close(fd)
-        try:
-            torch._inductor.aoti_compile_and_package(exported, package_path=tmp)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-
-
-class AotUnusable(RuntimeError):
-    """A package that cannot be loaded here (the engine then uses scope "captured")."""
-
-
-CHECK_TIMEOUT_S = 300.0
-CHECK_SCRIPT = "import sys, torch; torch._inductor.aoti_load_package(sys.argv[1])"
-
-
-def loads_in_a_child(path: Path) -> str:
-    """'' when a separate process loads the package; else why not (a crash there cannot take us down)."""
-    import subprocess
-    import sys
-
-    try:
-        done = subprocess.run([sys.executable, "-c", CHECK_SCRIPT, str(path)], capture_output=True,
-                              timeout=CHECK_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
-        return f"loading {path.name} took over {CHECK_TIMEOUT_S:.0f}s"
-    if done.returncode == 0:
-        return ""
-    tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
-    return f"loading {path.name} failed in a check process (exit {done.returncode}): {tail[0]}"
-
-
-def verified(path: Path) -> Path:
-    return path.with_name(path.name + ".ok")
-
-
-def load_or_build(path: Path, build: Callable[[], None]) -> Callable[..., Any]:
-    """The package at `path` (built when missing or unloadable), loaded here once a child process loaded it."""
-    try:
-        return load_checked(path, build)
-    except Exception as exc:  # e.g. a package written by another torch: build it again, once
-        if isinstance(exc, AotUnusable):
-            raise
-        forget(path)
-        return load_checked(path, build)
-
-
-def load_checked(path: Path, build: Callable[[], None]) -> Callable[..., Any]:
-    if rejected(path).exists():  # this key (torch version included) failed its check before: no rebuild per boot
-        raise AotUnusable(rejected(path).read_text().strip())
-    if not path.exists():
-        forget(path)
-        build()
-    if not verified(path).exists():
-        problem = loads_in_a_child(path)
-        if problem:
-            forget(path)
-            atomic_write(rejected(path), problem)
-            raise AotUnusable(problem)
-        atomic_write(verified(path), "loaded in a check process")
-    return torch._inductor.aoti_load_package(str(path))
-
-
-def rejected(path: Path) -> Path:
-    return path.with_name(path.name + ".rejected")
-
-
-def forget(path: Path) -> None:
-    path.unlink(missing_ok=True)
-    verified(path).unlink(missing_ok=True)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    from ishowttsd.fsutil import atomic_write_text
-
-    atomic_write_text(path, text + "\n")
 
 
 class AotRanges:
@@ -225,10 +145,10 @@ def install_aot(dit: nn.Module, freqs: Callable[[int], torch.Tensor], device: to
     blocks = list(dit.transformer_blocks)
     example = block_example(dit, device, dtype, freqs, *ranges.example())
     block_path, embed_path = Path(cache_dir) / f"block-{key}.pt2", Path(cache_dir) / f"input-embed-{key}.pt2"
-    block_runner = load_or_build(block_path, lambda: export_and_package(
+    block_runner = load_or_build(block_path, lambda: aot_store.export_and_package(
         Functional(blocks[0], block_arguments), (example, tuple(blocks[0].parameters())),
         (block_dims(ranges), static(blocks[0])), block_path))
-    embed_runner = load_or_build(embed_path, lambda: export_and_package(
+    embed_runner = load_or_build(embed_path, lambda: aot_store.export_and_package(
         Functional(dit.input_embed, input_embed_arguments), (embed_example(dit, example),
         tuple(dit.input_embed.parameters())), (embed_dims(ranges), static(dit.input_embed)), embed_path))
     for block in blocks:

@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from ishowttsd.engine import aot  # noqa: E402
+from ishowttsd.engine import aot, aot_store  # noqa: E402
 from ishowttsd.engine.compiled import compile_engine, warm_engine  # noqa: E402
 from ishowttsd.engine.f5 import F5Engine  # noqa: E402
 from ishowttsd.engine.protocol import VoiceRef  # noqa: E402
@@ -69,7 +69,7 @@ def test_aot_engine_samples_what_the_eager_engine_samples(cache: Path) -> None:
 def test_a_second_boot_loads_the_packages_without_rebuilding(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     loaded(cache)  # built here when this test runs alone
     before = {p: p.stat().st_mtime_ns for p in packages(cache)}
-    monkeypatch.setattr(aot, "export_and_package", lambda *a: pytest.fail("rebuilt a cached package"))
+    monkeypatch.setattr(aot_store, "export_and_package", lambda *a: pytest.fail("rebuilt a cached package"))
     loaded(cache)
     assert {p: p.stat().st_mtime_ns for p in packages(cache)} == before
 
@@ -132,8 +132,8 @@ def test_no_weights_are_baked_into_a_package(cache: Path) -> None:
 def test_a_package_is_loaded_here_only_after_a_check_process_loaded_it(cache: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     loaded(cache)
-    assert all(aot.verified(p).exists() for p in packages(cache))  # written by that check
-    monkeypatch.setattr(aot, "loads_in_a_child", lambda path: pytest.fail("checked a verified package again"))
+    assert all(aot_store.verified(p).exists() for p in packages(cache))  # written by that check
+    monkeypatch.setattr(aot_store, "loads_in_a_child", lambda path: pytest.fail("checked a verified package again"))
     loaded(cache)
 
 
@@ -141,8 +141,8 @@ def test_a_package_that_crashes_its_check_process_means_scope_captured(cache: Pa
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     loaded(cache)
     block = packages(cache)[0]
-    aot.verified(block).unlink()
-    monkeypatch.setattr(aot, "loads_in_a_child", lambda path: f"loading {path.name} failed (exit -11)")
+    aot_store.verified(block).unlink()
+    monkeypatch.setattr(aot_store, "loads_in_a_child", lambda path: f"loading {path.name} failed (exit -11)")
     engine = F5Engine.load(spec(cache))
     compile_engine(engine, engine.spec)
     assert engine.compiled and engine.compile_error == ""
@@ -150,16 +150,32 @@ def test_a_package_that_crashes_its_check_process_means_scope_captured(cache: Pa
     assert engine.captured is not None and not block.exists()
     ref = reference(engine)
     assert all(torch.isfinite(mel).all() for mel in sample(engine, ref))
-    monkeypatch.setattr(aot, "export_and_package", lambda *a: pytest.fail("rebuilt a rejected package"))
+    monkeypatch.setattr(aot_store, "export_and_package", lambda *a: pytest.fail("rebuilt a rejected package"))
     again = F5Engine.load(spec(cache))
     compile_engine(again, again.spec)  # the same key again: straight to captured, no build, no check
     assert "exit -11" in again.compile_note and again.captured is not None
-    aot.rejected(block).unlink()  # leave the cache usable for the tests after this one
+    aot_store.rejected(block).unlink()  # leave the cache usable for the tests after this one
 
 
 def test_the_check_process_really_loads_a_package(cache: Path) -> None:
     loaded(cache)
-    assert aot.loads_in_a_child(packages(cache)[0]) == ""
+    assert aot_store.loads_in_a_child(packages(cache)[0]) == ""
     broken = cache / "broken.pt2"
     broken.write_bytes(b"not a package")
-    assert "failed in a check process" in aot.loads_in_a_child(broken)
+    assert "failed in a check process" in aot_store.loads_in_a_child(broken)
+
+
+def test_a_package_that_cannot_be_built_is_remembered_and_scope_captured_serves(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def cannot_export(*args: object) -> None:
+        raise RuntimeError("export said no")
+
+    monkeypatch.setattr(aot_store, "export_and_package", cannot_export)
+    engine = F5Engine.load(spec(tmp_path))
+    compile_engine(engine, engine.spec)
+    assert engine.compiled and engine.captured is not None
+    assert "building block-" in engine.compile_note and "export said no" in engine.compile_note
+    monkeypatch.setattr(aot_store, "export_and_package", lambda *a: pytest.fail("tried to build a rejected package"))
+    again = F5Engine.load(spec(tmp_path))
+    compile_engine(again, again.spec)
+    assert "export said no" in again.compile_note
