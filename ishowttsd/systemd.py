@@ -18,6 +18,9 @@ from collections.abc import Mapping
 import sdnotify
 
 __all__ = ["Notifier", "watchdog_interval_from"]
+# A receiver whose queue is full (a stuck systemd; a test that reads late) must not freeze the
+# sender: a message that cannot be queued within this long is dropped (the send returns False).
+SEND_TIMEOUT_S = 2.0
 
 
 def watchdog_interval_from(environ: Mapping[str, str], pid: int) -> float | None:
@@ -116,6 +119,8 @@ class Notifier:
             try:
                 self._connected().notify(state)
                 return True
+            except TimeoutError:  # the receiver's queue stayed full: drop this message, keep the connection
+                return False
             except (OSError, TypeError):  # TypeError: sdnotify found NOTIFY_SOCKET unset on reconnect
                 self._drop_connection()
         return False
@@ -135,4 +140,5 @@ class Notifier:
             if not self._address.startswith("@") and not os.path.exists(self._address):
                 raise FileNotFoundError(self._address)
             self._notifier = sdnotify.SystemdNotifier(debug=True)
+            self._notifier.socket.settimeout(SEND_TIMEOUT_S)
         return self._notifier

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,35 +15,52 @@ from daemon_harness import DaemonProcess, request, start_daemon
 
 
 class NotifyListener:
+    """Reads the notify socket all the time, as systemd does (its queue holds only ~10 datagrams)."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
+        self.sock.settimeout(0.1)
         self.messages: list[tuple[float, str]] = []
+        self.closed = threading.Event()
+        self.reader = threading.Thread(target=self._read, name="notify-reader", daemon=True)
+        self.reader.start()
 
-    def drain(self) -> list[str]:
-        while True:
+    def _read(self) -> None:
+        while not self.closed.is_set():
             try:
                 self.messages.append((time.monotonic(), self.sock.recv(65536).decode()))
             except TimeoutError:
-                return [m for _, m in self.messages]
+                continue
+            except OSError:
+                return
+
+    def drain(self) -> list[str]:
+        """Everything received so far, after a short pause for what is in flight."""
+        time.sleep(0.2)
+        return [m for _, m in list(self.messages)]
 
     def wait_for(self, needle: str, timeout_s: float) -> float:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            self.drain()
-            for at, message in self.messages:
+            for at, message in list(self.messages):
                 if needle in message.split("\n"):
                     return at
+            time.sleep(0.05)
         raise AssertionError(f"{needle!r} not received; got {[m for _, m in self.messages]}")
+
+    def close(self) -> None:
+        self.closed.set()
+        self.reader.join(5)
+        self.sock.close()
 
 
 @pytest.fixture
 def notify(tmp_path: Path) -> Iterator[NotifyListener]:
     listener = NotifyListener(tmp_path / "notify.sock")
     yield listener
-    listener.sock.close()
+    listener.close()
 
 
 @pytest.fixture

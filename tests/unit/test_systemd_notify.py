@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ishowttsd import systemd
 from ishowttsd.systemd import Notifier, watchdog_interval_from
 
 
@@ -187,3 +188,19 @@ def test_watchdog_interval_reads_environment_at_construction(monkeypatch: pytest
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid() + 1))
     with Notifier() as other:
         assert other.watchdog_interval() is None
+
+
+def test_a_receiver_that_never_reads_cannot_freeze_the_sender(notify_socket: NotifySocket) -> None:
+    notifier = Notifier()
+    notify_socket.closing.append(notifier)
+    sent, started = [], time.monotonic()
+    for n in range(40):  # far more than any queue of unread datagrams holds (net.unix.max_dgram_qlen)
+        sent.append(notifier.status(f"stage {n}"))
+        if not sent[-1]:
+            break
+    assert sent[-1] is False and all(sent[:-1])  # the first message that found the queue full was dropped
+    assert time.monotonic() - started < 3 * systemd.SEND_TIMEOUT_S + 2
+    assert notify_socket.receive() == "STATUS=stage 0"  # what was queued is intact
+    while notify_socket.pending():
+        pass
+    assert notifier.status("after the reader caught up") is True
