@@ -22,5 +22,8 @@ for pkg in cffi==2.0.0 rjieba==0.2.2 soxr==1.1.0 orjson==3.13.0; do
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
         --platform manylinux2014_x86_64 -d .devsite/whl "$pkg"
 done
+# py-spy (a sampling profiler, one static binary) for scripts/gpu_boot_runs.sh
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64 -d .devsite/tools py-spy==0.4.3
 grep -qx '/.devsite/' .git/info/exclude || echo '/.devsite/' >> .git/info/exclude
 du -sh .devsite
