@@ -116,6 +116,12 @@ class DaemonProcess:
         assert self.process is not None
         self.process.send_signal(signum)
 
+    def kill(self) -> None:
+        """SIGKILL the daemon and reap it (its fork server and workers exit when its pipes close)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
     def stop(self, timeout_s: float = 60.0) -> int:
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else 0
@@ -133,5 +139,9 @@ def start_daemon(directory: Path, models_dir: Path, env: dict[str, str] | None =
     """Start a real daemon with the tiny model under `directory` and wait until /readyz answers."""
     config = write_config(directory, models_dir, **sections)
     daemon = DaemonProcess(config, str(directory / "ishowttsd.sock"), directory / "daemon.log", env or {})
-    daemon.start().wait_ready()
+    try:
+        daemon.start().wait_ready()
+    except BaseException:  # a daemon that never got ready must not outlive its test (and load the box)
+        daemon.kill()
+        raise
     return daemon
