@@ -193,14 +193,23 @@ def test_watchdog_interval_reads_environment_at_construction(monkeypatch: pytest
 def test_a_receiver_that_never_reads_cannot_freeze_the_sender(notify_socket: NotifySocket) -> None:
     notifier = Notifier()
     notify_socket.closing.append(notifier)
-    sent, started = [], time.monotonic()
-    for n in range(40):  # far more than any queue of unread datagrams holds (net.unix.max_dgram_qlen)
+    sent = []
+    for n in range(unread_datagrams_queued() + 64):  # more than the receiver's queue holds
+        started = time.monotonic()
         sent.append(notifier.status(f"stage {n}"))
         if not sent[-1]:
             break
     assert sent[-1] is False and all(sent[:-1])  # the first message that found the queue full was dropped
-    assert time.monotonic() - started < 3 * systemd.SEND_TIMEOUT_S + 2
+    assert time.monotonic() - started < systemd.SEND_TIMEOUT_S + 2  # after waiting no longer than that
     assert notify_socket.receive() == "STATUS=stage 0"  # what was queued is intact
     while notify_socket.pending():
         pass
     assert notifier.status("after the reader caught up") is True
+
+
+def unread_datagrams_queued() -> int:
+    """net.unix.max_dgram_qlen: 10 by default, 512 once a systemd (the system tests') has booted on the box."""
+    try:
+        return int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text())
+    except (OSError, ValueError):
+        return 1024
