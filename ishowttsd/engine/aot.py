@@ -51,8 +51,8 @@ class Functional(nn.Module):
         self.names = [name for name, _ in template.named_parameters()]
         self.arguments = arguments
         # One constant in the package: loading a CUDA package with none crashed (torch 2.11, H100).
-        self.register_buffer("anchor", torch.zeros((), dtype=next(template.parameters()).dtype,
-                                                   device=next(template.parameters()).device))
+        first = next(template.parameters())
+        self.register_buffer("anchor", torch.zeros((), dtype=first.dtype, device=first.device))
 
     def forward(self, inputs: tuple[torch.Tensor, ...], weights: tuple[torch.Tensor, ...]) -> torch.Tensor:
         args, kwargs = self.arguments(*inputs)
@@ -143,13 +143,16 @@ def install_aot(dit: nn.Module, freqs: Callable[[int], torch.Tensor], device: to
     ranges = AotRanges(rows_max, frames)
     key = package_key(dit, dtype, device, rows_max, frames)
     blocks = list(dit.transformer_blocks)
-    example = block_example(dit, device, dtype, freqs, *ranges.example())
     block_path, embed_path = Path(cache_dir) / f"block-{key}.pt2", Path(cache_dir) / f"input-embed-{key}.pt2"
+
+    def example() -> tuple[torch.Tensor, ...]:  # made only when a package is built, not at every boot
+        return block_example(dit, device, dtype, freqs, *ranges.example())
+
     block_runner = load_or_build(block_path, lambda: aot_store.export_and_package(
-        Functional(blocks[0], block_arguments), (example, tuple(blocks[0].parameters())),
+        Functional(blocks[0], block_arguments), (example(), tuple(blocks[0].parameters())),
         (block_dims(ranges), static(blocks[0])), block_path))
     embed_runner = load_or_build(embed_path, lambda: aot_store.export_and_package(
-        Functional(dit.input_embed, input_embed_arguments), (embed_example(dit, example),
+        Functional(dit.input_embed, input_embed_arguments), (embed_example(dit, example()),
         tuple(dit.input_embed.parameters())), (embed_dims(ranges), static(dit.input_embed)), embed_path))
     for block in blocks:
         install_block(block, block_runner, ranges)

@@ -64,25 +64,23 @@ def verified(path: Path) -> Path:
 
 def load_or_build(path: Path, build: Callable[[], None]) -> Callable[..., Any]:
     """The package at `path` (built when missing), loaded here once a child process loaded it."""
-    try:
-        return load_checked(path, build)
-    except AotUnusable:
-        raise
-    except Exception:  # in-process load failed (e.g. written by another build): build it again, once
-        forget(path)
-    try:
-        return load_checked(path, build)
-    except AotUnusable:
-        raise
-    except Exception as exc:
-        raise AotUnusable(f"loading {path.name}: {type(exc).__name__}: {exc}"[:1000]) from exc
+    for last_try in (False, True):
+        try:
+            return load_checked(path, build)
+        except AotUnusable:
+            raise
+        except Exception as exc:  # in-process load failed (e.g. written by another build): build it again, once
+            if last_try:
+                raise AotUnusable(f"loading {path.name}: {type(exc).__name__}: {exc}"[:1000]) from exc
+            forget(path)
+    raise AssertionError("unreachable")
 
 
 def load_checked(path: Path, build: Callable[[], None]) -> Callable[..., Any]:
     if rejected(path).exists():  # this key (torch version included) failed its check before: no rebuild per boot
         raise AotUnusable(rejected(path).read_text().strip())
     if not path.exists():
-        forget(path)
+        verified(path).unlink(missing_ok=True)  # a mark left by a package that is gone
         built(path, build)
     if not verified(path).exists():
         problem = loads_in_a_child(path)

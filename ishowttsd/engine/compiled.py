@@ -72,6 +72,11 @@ def compile_captured(engine: F5Engine, options: dict[str, object]) -> None:
     """DiT blocks and input embedding compiled (no CUDA graphs), then the engine's own graphs per bucket."""
     compile_blocks(engine, options)
     engine.model.transformer.input_embed.compile(**options)
+    attach_captured(engine)
+
+
+def attach_captured(engine: F5Engine) -> None:
+    """The engine's own CUDA graphs per bucket, over whatever the blocks now run (captured while warming)."""
     engine.captured = CapturedGraphs(engine.model.transformer, engine.step_eager, engine.rotary, engine.device,
                                      engine.dtype, capture_for(engine.device))
 
@@ -80,17 +85,16 @@ def compile_aot(engine: F5Engine, options: dict[str, object]) -> None:
     """DiT blocks and input embedding from AOTInductor packages (built once, then loaded), then our own graphs."""
     from ishowttsd.engine.aot import AotUnusable, install_aot
 
-    if engine.spec.compile_backend != "inductor" or options.get("backend") != "inductor":
+    if options.get("backend") != "inductor":  # the spec's backend, or the compile_failure fault's
         raise ValueError(f"compile_scope 'aot' compiles with Inductor, not {options.get('backend')!r}")
     try:
         install_aot(engine.model.transformer, engine.rotary, engine.device, engine.dtype,
                     aot_cache_dir(engine.spec), 2 * engine.spec.max_batch, aot_frames(engine.spec))
-    except AotUnusable as exc:  # a package this torch cannot load: the JIT-compiled scope instead
+    except AotUnusable as exc:  # a package this torch cannot build or load: the JIT-compiled scope instead
         engine.compile_note = f"aot packages unusable, scope captured instead: {exc}"[:2000]
         compile_captured(engine, options)
         return
-    engine.captured = CapturedGraphs(engine.model.transformer, engine.step_eager, engine.rotary, engine.device,
-                                     engine.dtype, capture_for(engine.device))
+    attach_captured(engine)
 
 
 def aot_cache_dir(spec: EngineSpec) -> str:
