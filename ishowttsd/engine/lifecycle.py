@@ -57,6 +57,10 @@ class WorkerLifecycle:
             return []
         return [problem for problem in map(slot_problem, (s.summary() for s in self.slots)) if problem]
 
+    def set_limits(self, limits: EngineLimits) -> None:
+        """New limits (a reload): the queue, restarts, pings and hang checks use them from now on."""
+        self.limits = self.admission.limits = limits
+
     async def start(self) -> None:
         """Spawn every worker and wait until each is warm or failed."""
         self._set_state("starting", "loading model")
