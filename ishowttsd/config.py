@@ -77,6 +77,7 @@ class EngineConfig:
     heartbeat_timeout_s: float = setting(15.0, s.positive())
     max_restarts: int = setting(5, s.integer(0, 1000))
     restart_window_s: float = setting(300.0, s.positive())
+    standby: bool = setting(False, s.boolean())
     devices: tuple[str, ...] | str = setting((), s.device_list())
     max_batch: int = setting(8, s.integer(1, 64))
     busy_fill_ms: float = setting(5.0, s.number(0.0, 1000.0))

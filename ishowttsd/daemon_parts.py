@@ -79,7 +79,7 @@ def engine_limits(config: Config) -> EngineLimits:
     e, lim = config.engine, config.limits
     return EngineLimits(max_queue=lim.max_queue, retry_after_s=lim.retry_after_s, boot_timeout_s=e.boot_timeout_s,
                         ping_interval_s=e.ping_interval_s, heartbeat_timeout_s=e.heartbeat_timeout_s,
-                        max_restarts=e.max_restarts, restart_window_s=e.restart_window_s)
+                        max_restarts=e.max_restarts, restart_window_s=e.restart_window_s, standby=e.standby)
 
 
 def engine_events(metrics: Metrics, traffic: RecentTraffic) -> EngineEvents:
@@ -92,7 +92,8 @@ def engine_events(metrics: Metrics, traffic: RecentTraffic) -> EngineEvents:
                                                               metrics.observe_engine_job(audio_s, synth_s, wait_s)),
         restarted=metrics.observe_engine_restart, state_changed=state_changed,
         worker_restarted=metrics.observe_worker_restart, worker_state=metrics.set_worker_state,
-        worker_ready=metrics.observe_worker_ready, batch_size=metrics.observe_batch_size)
+        worker_ready=metrics.observe_worker_ready, batch_size=metrics.observe_batch_size,
+        standby_state=metrics.set_standby_state)
 
 
 def nvml_gpu_count(nvml_loader: Callable[[], Any] = load_pynvml) -> int:

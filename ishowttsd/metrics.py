@@ -30,6 +30,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.35, 0.5, 
 # Real-time factor (synthesis seconds / audio seconds); 0.3 and 0.35 are the runbook's targets.
 RTF_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0)
 ENGINE_STATES = ("starting", "ready", "recycling", "restarting", "stopping", "stopped", "failed")
+STANDBY_STATES = ("off", "none", "booting", "ready", "failed")  # engine/standby.py's Standby.state()
 
 
 class Metrics:
@@ -90,6 +91,9 @@ class Metrics:
                                        [*labels, "reason"], registry=reg)
         self.worker_state = Gauge("ishowttsd_worker_state", "1 for each worker's current state, 0 for the others",
                                   [*labels, "state"], registry=reg)
+        self.standby_state = Gauge("ishowttsd_standby_state",
+                                   "1 for each worker slot's standby state (off, none, booting, ready, failed)",
+                                   [*labels, "state"], registry=reg)
         self.worker_memory = Gauge("ishowttsd_worker_memory_bytes",
                                    "Worker memory by worker and kind (rss, cuda_allocated, cuda_reserved)",
                                    [*labels, "kind"], registry=reg)
@@ -174,6 +178,10 @@ class Metrics:
     def set_worker_state(self, worker: int, device: str, state: str) -> None:
         for known in {*ENGINE_STATES, state}:
             self.worker_state.labels(worker=str(worker), device=device, state=known).set(1 if known == state else 0)
+
+    def set_standby_state(self, worker: int, device: str, state: str) -> None:
+        for known in STANDBY_STATES:
+            self.standby_state.labels(worker=str(worker), device=device, state=known).set(1 if known == state else 0)
 
     def set_worker_slot_memory(self, worker: int, device: str, memory_by_kind: Mapping[str, int]) -> None:
         """Known readings of one worker slot's process (kind: rss, cuda_allocated, cuda_reserved)."""

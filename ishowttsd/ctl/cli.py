@@ -87,8 +87,12 @@ def _count_text(value: Any) -> str:
 
 
 def format_engine(engine: Mapping[str, Any]) -> str:
-    """ "ready (model tiny, device cpu, restarts 0)": the state, then the engine's scalar fields."""
-    details = format_fields({key: value for key, value in engine.items() if key != "state"})
+    """ "ready (model tiny, device cpu, restarts 0, standby ready)": the state, then its scalar fields."""
+    fields = {key: value for key, value in engine.items() if key != "state"}
+    standby = engine.get("standby")
+    if isinstance(standby, dict) and standby.get("state", "off") != "off":
+        fields["standby"] = standby["state"]
+    details = format_fields(fields)
     return f"{engine.get('state', 'unknown')} ({details})" if details else str(engine.get("state", "unknown"))
 
 

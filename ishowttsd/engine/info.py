@@ -46,6 +46,7 @@ def slot_info(client: EngineClient, slot: WorkerSlot) -> dict[str, Any]:
         "in_flight": client.admission.inflight(handle) if handle else 0,
         "jobs_finished": slot.jobs_finished, "restarts": len(slot.restarts),
         "last_restart": slot.restarts[-1][1] if slot.restarts else None,
+        "standby": slot.standby.info(),
     }
 
 
@@ -58,6 +59,7 @@ def engine_info(client: EngineClient) -> dict[str, object]:
         "model": client.spec.model, "random_weights": client.spec.random_weights, "nfe": client.spec.nfe,
         **handle_info(client.current), "max_batch": client.spec.max_batch,
         "restarts": len(restarts), "last_restart": restarts[-1][1] if restarts else None,
+        "standby": client.slots[0].standby.info(),
         "queue_depth": waiting, "in_flight": len(client.admission.tickets) - waiting,
         **client.totals.as_dict(),
         "workers": [slot_info(client, slot) for slot in client.slots],

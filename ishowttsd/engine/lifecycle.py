@@ -60,6 +60,11 @@ class WorkerLifecycle:
     def set_limits(self, limits: EngineLimits) -> None:
         """New limits (a reload): the queue, restarts, pings and hang checks use them from now on."""
         self.limits = self.admission.limits = limits
+        for slot in self.slots:  # standby switched on or off
+            if limits.standby:
+                slot.standby.ensure()
+            else:
+                slot.standby.discard()
 
     async def start(self) -> None:
         """Spawn every worker and wait until each is warm or failed."""
@@ -85,7 +90,8 @@ class WorkerLifecycle:
             self._pinger.cancel()
         for ticket in list(self.admission.tickets.values()):
             self._fail(ticket, "daemon stopping")
-        await asyncio.gather(*(slot.retire(slot.current) for slot in self.slots if slot.current))
+        await asyncio.gather(*(slot.retire(slot.current) for slot in self.slots if slot.current),
+                             *(slot.standby.retire() for slot in self.slots))
         self._set_state("stopped", "")
 
     async def recycle(self, reason: str, overlap: bool = True, worker: int | None = None) -> bool:

@@ -2,7 +2,9 @@
 
 The engine client (engine/client.py) holds one slot per configured device and one admission queue
 for all of them. A slot whose worker cannot boot, or that runs out of restarts within the restart
-window, is "failed": out of rotation, reported, while the other slots keep serving.
+window, is "failed": out of rotation, reported, while the other slots keep serving. With
+`[engine] standby` a slot also keeps a warm standby worker (engine/standby.py): a crash, hang or
+recycle switches to it instead of waiting for a fresh worker's boot.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import time
 from typing import Protocol
 
 from ishowttsd.decide.dispatch import SlotState
+from ishowttsd.decide.restart import RestartPolicy
 from ishowttsd.engine import protocol as p
 from ishowttsd.engine.handle import WorkerHandle
 from ishowttsd.engine.spec import EngineSpec
+from ishowttsd.engine.standby import Standby
 from ishowttsd.engine.tickets import Admission, EngineEvents, EngineLimits, Ticket
 
 SETTLED = ("ready", "failed")
+ENGINE_DOWN = ("stopping", "stopped")
 
 
 class SlotOwner(Protocol):
@@ -48,6 +53,7 @@ class WorkerSlot:
         self.state, self.detail = "stopped", ""
         self.settled = False  # ready or failed at least once (start() waits for every slot)
         self.jobs_finished = 0
+        self.standby = Standby(self)
 
     @property
     def device(self) -> str:
@@ -93,6 +99,9 @@ class WorkerSlot:
         if handle is self.current:
             self.set_state("ready", "")
             self.owner._dispatch()
+            self.standby.ensure()
+        elif self.standby.owns(handle):
+            self.standby.on_ready()
 
     # ---- retiring and recycling -------------------------------------------------------------
     async def retire(self, handle: WorkerHandle, timeout_s: float = 10.0) -> None:
@@ -106,9 +115,12 @@ class WorkerSlot:
         """Start a fresh worker, switch to it when warm, let the old one finish its jobs and exit."""
         old = self.current
         self.set_state("recycling", reason)
-        if old and not overlap:
-            await self.drain(old)
-        new = self.new_handle()
+        self.standby.reset()
+        new = self.standby.take()  # its memory is already held: overlap does not matter
+        if new is None:
+            if old and not overlap:
+                await self.drain(old)
+            new = self.new_handle()
         if not await self.wait_worker_ready(new):
             new.kill()
             alive = old is not None and old.ready is not None and not old.exited
@@ -122,6 +134,7 @@ class WorkerSlot:
             # Every job the old worker holds runs to its end (each is bounded by its own deadline) before
             # it is told to exit: a slow last batch is not killed mid-way (that would fail its requests).
             await self.drain(old)
+        self.standby.ensure()
         return True
 
     async def drain(self, handle: WorkerHandle) -> None:
@@ -140,7 +153,9 @@ class WorkerSlot:
     def on_exit(self, handle: WorkerHandle, code: int | None) -> None:
         for ticket in self.owner.admission.held_by(handle):
             self.owner._fail(ticket, f"engine worker exited (code {code})")
-        if handle is not self.current or self.owner.state in ("stopping", "stopped"):
+        if self.standby.owns(handle):
+            self.standby.on_exit(handle, code)
+        if handle is not self.current or self.owner.state in ENGINE_DOWN:
             return
         if code == p.EXIT_BOOT_FAILURE or (handle.ready is None and handle.boot_failure):
             self.halt(handle.boot_failure or f"worker could not boot (exit {code})")
@@ -149,18 +164,38 @@ class WorkerSlot:
 
     def halt(self, reason: str) -> None:
         """Out of rotation: the engine fails what only this slot could serve."""
+        self.standby.discard()
         self.set_state("failed", reason)
 
     async def restart(self, reason: str) -> None:
-        now, limits = time.monotonic(), self.owner.limits
-        recent = [t for t, _ in self.restarts if now - t < limits.restart_window_s]
-        if len(recent) >= limits.max_restarts:
-            self.halt(f"{len(recent)} restarts within {limits.restart_window_s:.0f}s; last: {reason}")
+        """A warm standby takes over at once; else a new worker, after the policy's backoff."""
+        limits = self.owner.limits
+        policy = RestartPolicy(limits.max_restarts, limits.restart_window_s)
+        decision = policy.decide([t for t, _ in self.restarts], time.monotonic(), None)
+        if decision.action == "halt":
+            self.halt(f"{decision.reason}; last: {reason}")
             return
         self.note_restart(reason)
-        self.set_state("restarting", reason)
+        standby = self.standby.take()
+        if standby is not None:
+            self.promote(standby, reason)
+            return
+        wait = f"; next try in {decision.delay_s:.0f}s" if decision.delay_s else ""
+        self.set_state("restarting", reason + wait)
         self.current = None
-        self.spawn()
+        await asyncio.sleep(decision.delay_s)
+        if self.current is None and self.owner.state not in ENGINE_DOWN:
+            self.spawn()
+
+    def promote(self, standby: WorkerHandle, reason: str) -> None:
+        """The standby serves from now on (once warm, if it is still booting)."""
+        self.current = standby
+        if standby.ready is None:
+            self.set_state("restarting", f"{reason}; standby still warming")
+            return
+        self.set_state("ready", "")
+        self.owner._dispatch()
+        self.standby.ensure()
 
     def note_restart(self, reason: str) -> None:
         self.restarts.append((time.monotonic(), reason))
@@ -170,6 +205,7 @@ class WorkerSlot:
 
     # ---- liveness -----------------------------------------------------------------------------
     def ping(self, seq: int) -> None:
+        self.standby.ping(seq)
         handle = self.current
         if handle is None or handle.exited or handle.ready is None:
             return

@@ -51,6 +51,7 @@ class EngineLimits:
     heartbeat_timeout_s: float = 15.0
     max_restarts: int = 5
     restart_window_s: float = 300.0
+    standby: bool = False  # keep a warm standby worker per slot (engine/standby.py)
 
 
 @dataclass
@@ -84,6 +85,7 @@ class EngineEvents:
     batch_size: Callable[[int], None] = lambda size: None  # per finished job: the largest batch it ran in
     worker_ready: Callable[[bool, str], None] = lambda compiled, compile_error: None  # per worker Ready
     worker_restarted: Callable[[int, str, str], None] = lambda index, device, reason: None
+    standby_state: Callable[[int, str, str], None] = lambda index, device, state: None
     worker_state: Callable[[int, str, str], None] = lambda index, device, state: None
 
 

@@ -85,3 +85,34 @@ def test_boot_failure_is_reported_and_not_retried(tmp_path: Path, models_dir: Pa
     assert daemon.process is not None
     assert daemon.process.wait(120) == 3
     assert "does not exist" in daemon.log()
+
+
+def wait_standby_ready(daemon: DaemonProcess, timeout_s: float = 120.0) -> dict:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        standby = daemon.status()["engine"]["standby"]
+        if standby["state"] == "ready":
+            return standby
+        time.sleep(0.1)
+    raise AssertionError(f"standby not ready: {daemon.status()['engine']}")
+
+
+def test_a_warm_standby_takes_over_a_killed_worker(tmp_path: Path, models_dir: Path) -> None:
+    daemon = start_daemon(tmp_path, models_dir, engine={"standby": True})
+    try:
+        standby_pid = int(wait_standby_ready(daemon)["pid"])
+        old_pid = worker_pid(daemon)
+        assert standby_pid != old_pid and daemon.status()["engine"]["workers"][0]["standby"]["pid"] == standby_pid
+        os.kill(old_pid, signal.SIGKILL)
+        recovery_s = wait_ready_again(daemon, old_pid)
+        engine = daemon.status()["engine"]
+        print(f"standby serving {recovery_s:.2f}s after SIGKILL (status polled every 0.1 s)")
+        assert engine["pid"] == standby_pid, engine  # the standby serves: no fresh boot
+        assert request(daemon.socket, "POST", "/v1/tts", {"text": "Standby speaking."}).status == 200
+        replacement = wait_standby_ready(daemon)  # and a new standby stands behind it
+        assert int(replacement["pid"]) not in (old_pid, standby_pid)
+        metrics = request(daemon.socket, "GET", "/metrics").body.decode()
+        assert 'ishowttsd_standby_state{device="auto",state="ready",worker="0"} 1.0' in metrics, metrics[-2000:]
+    finally:
+        assert daemon.stop() == 0, daemon.log()[-3000:]
+    assert not Path(f"/proc/{replacement['pid']}").exists(), "the standby outlived the daemon"

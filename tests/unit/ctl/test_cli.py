@@ -309,3 +309,9 @@ def test_the_command_table_can_be_extended(
 def test_format_status_tolerates_a_sparse_document() -> None:
     text = format_status({"version": "1", "engine": {"state": "starting"}})
     assert "engine    starting\n" in text and "requests  none" in text and "(built-in defaults)" in text
+
+
+def test_format_status_names_the_standby_when_there_is_one() -> None:
+    on = format_status({"engine": {"state": "ready", "standby": {"state": "booting", "pid": 7}}})
+    off = format_status({"engine": {"state": "ready", "standby": {"state": "off", "pid": None}}})
+    assert "standby booting" in on and "standby" not in off
