@@ -82,7 +82,8 @@ class Daemon:
         self.sources.storage = self.disk.problems
         self.voices = build_voices(config, self.disk)
         self.engine = build_engine(config, self.voices, self.metrics, self.traffic)
-        self.supervisor = build_supervisor(config, self.engine, self.notifier, self.voices, self.status_line)
+        self.supervisor = build_supervisor(lambda: self.config, self.engine, self.notifier, self.voices,
+                                           self.status_line)
         self.reloader = Reloader(self, reload_config, build_config_store(config, config_path))
         self.reloader.remember_running("boot")  # the file as just loaded is the first rollback target
         self.jobs = build_job_runner(get_config=lambda: self.config, engine=self.engine, metrics=self.metrics,

@@ -126,23 +126,29 @@ def build_engine(config: Config, voices: VoiceStore, metrics: Metrics, traffic: 
                         devices=devices if config.engine.devices else ())  # (): follows engine.device
 
 
-def canary_request(config: Config, voices: VoiceStore) -> Callable[[], SynthesisRequest]:
+def canary_request(get_config: Callable[[], Config], voices: VoiceStore) -> Callable[[], SynthesisRequest]:
+    """The canary's request, from the config in force (a reload changes its voice and NFE)."""
     def request() -> SynthesisRequest:
+        config = get_config()
         voice = voices.get(config.voices.default_voice)
         return SynthesisRequest(CANARY_TEXT, voice, config.engine.nfe, 1.0, seed=1, deadline_s=120.0)
 
     return request
 
 
-def build_supervisor(config: Config, engine: EngineClient, notifier: Notifier, voices: VoiceStore,
-                     status_line: Callable[[], str]) -> Supervisor:
+def supervisor_settings(config: Config) -> SupervisorSettings:
     w = config.watchdog
     # The engine client kills a silent worker after heartbeat_timeout_s; the supervisor is the backstop.
-    settings = SupervisorSettings(worker_max_age_s=2 * config.engine.heartbeat_timeout_s,
-                                  canary_interval_s=w.canary_interval_s, canary_max_age_s=w.canary_max_age_s,
-                                  boot_grace_s=config.engine.boot_timeout_s,
-                                  max_failed_recoveries=w.max_failed_recoveries)
-    return Supervisor(engine, notifier, settings, canary_request(config, voices), status_line)
+    return SupervisorSettings(worker_max_age_s=2 * config.engine.heartbeat_timeout_s,
+                              canary_interval_s=w.canary_interval_s, canary_max_age_s=w.canary_max_age_s,
+                              boot_grace_s=config.engine.boot_timeout_s,
+                              max_failed_recoveries=w.max_failed_recoveries)
+
+
+def build_supervisor(get_config: Callable[[], Config], engine: EngineClient, notifier: Notifier,
+                     voices: VoiceStore, status_line: Callable[[], str]) -> Supervisor:
+    return Supervisor(engine, notifier, supervisor_settings(get_config()), canary_request(get_config, voices),
+                      status_line)
 
 
 async def open_unix_site(runner: web.AppRunner, daemon: DaemonConfig) -> web.UnixSite:

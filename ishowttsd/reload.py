@@ -2,6 +2,11 @@
 
 systemd 252 has no Type=notify-reload, so the daemon itself sends RELOADING=1 + MONOTONIC_USEC
 and READY=1 when done, whichever way the reload went.
+
+Applying a config: `daemon.config` is replaced (whatever is read at use follows at once), the parts
+built from it at boot get their new values (engine limits, watchdog settings, voice limits, backup
+count), and a changed engine spec recycles the workers. Keys in RESTART_ONLY keep their running
+values and are reported in `needs_restart`; the jobs are rescheduled by Daemon.reload afterwards.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ishowttsd.api.app import client_max_size
 from ishowttsd.config import Config, ConfigError
 from ishowttsd.configstore import ConfigStore
+from ishowttsd.daemon_parts import engine_limits, supervisor_settings
 from ishowttsd.engine.spec import spec_from_config
 from ishowttsd.logging_setup import configure_logging
 
@@ -23,11 +30,14 @@ if TYPE_CHECKING:
     from ishowttsd.daemon import Daemon
 
 log = structlog.get_logger("ishowttsd")
-# (section, key): settings only a restart can change (sockets, directories, the set of engine workers).
+# (section, key): settings only a restart can change: sockets, directories, the set of engine workers,
+# the GPU backend (opened once; it holds the clock lock) and fault injection (its routes are added at start).
 RESTART_ONLY: tuple[tuple[str, str], ...] = (
     *(("daemon", key) for key in ("socket", "socket_mode", "socket_group", "state_dir", "log_dir", "tcp_listen",
-                                  "tcp_token_file")),
+                                  "tcp_token_file", "fault_injection")),
     ("engine", "devices"),
+    *(("gpu", key) for key in ("backend", "sysfs_root", "sm_clock_mhz", "nvpmodel_mode", "command_timeout_s",
+                               "command_retries")),
 )
 
 
@@ -45,11 +55,25 @@ def keep_restart_only(old: Config, new: Config) -> Config:
     return replace(new, **{section: replace(getattr(new, section), **keys) for section, keys in kept.items()})
 
 
+def cap_body_bytes(new: Config, body_ceiling: int) -> Config:
+    """limits.max_body_bytes no higher than the API's client_max_size (raising that takes a restart)."""
+    if new.limits.max_body_bytes <= body_ceiling:
+        return new
+    return replace(new, limits=replace(new.limits, max_body_bytes=body_ceiling))
+
+
+def reloadable(old: Config, candidate: Config, body_ceiling: int) -> tuple[Config, list[str]]:
+    """What a reload applies of `candidate`, and the "section.key"s whose change needs a restart."""
+    over = ["limits.max_body_bytes"] if candidate.limits.max_body_bytes > body_ceiling else []
+    return cap_body_bytes(keep_restart_only(old, candidate), body_ceiling), restart_only_changes(old, candidate) + over
+
+
 class Reloader:
     def __init__(self, daemon: Daemon, load: Callable[[], Config], store: ConfigStore | None) -> None:
         self.daemon, self.load, self.store = daemon, load, store
         self.last_good_backup: str | None = None
         self.last: dict[str, Any] = {"result": "none"}
+        self.body_ceiling = client_max_size(daemon.config.limits)  # the API apps are built from the boot config
 
     def snapshot(self) -> dict[str, Any]:
         return dict(self.last)
@@ -84,10 +108,10 @@ class Reloader:
         except ConfigError as exc:
             return self._result("rejected", str(exc))
         candidate_backup = await asyncio.to_thread(self.backup_file, "reload")
-        new = keep_restart_only(old, candidate)
+        new, needs_restart = reloadable(old, candidate, self.body_ceiling)
         if await self._apply(old, new):
             self.last_good_backup = candidate_backup
-            return self._result("applied", "", needs_restart=restart_only_changes(old, candidate))
+            return self._result("applied", "", needs_restart=needs_restart)
         await self._roll_back(old)
         return self._result("rolled_back", "the new config failed its health check; previous config restored")
 
@@ -95,11 +119,22 @@ class Reloader:
         self.daemon.config = new
         if new.logging != old.logging:
             configure_logging(new.logging.format, new.logging.level)
+        self._apply_built(new)
         new_spec = spec_from_config(new, warmup_voice=self.daemon.engine.spec.warmup_voice)
         if new_spec == self.daemon.engine.spec:
             return True
         self.daemon.engine.spec = new_spec
         return await self.daemon.engine.recycle("config reload") and await self.daemon.supervisor.run_canary()
+
+    def _apply_built(self, new: Config) -> None:
+        """Settings the daemon's parts were built with (not re-read at use) get their new values."""
+        daemon, limits = self.daemon, engine_limits(new)
+        if limits != daemon.engine.limits:
+            daemon.engine.set_limits(limits)
+        daemon.supervisor.set_settings(supervisor_settings(new))
+        daemon.voices.set_limits(new.limits)
+        if self.store is not None:
+            self.store.keep = new.jobs.backup_keep
 
     async def _roll_back(self, old: Config) -> None:
         if self.store is not None and self.last_good_backup is not None:

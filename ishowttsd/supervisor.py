@@ -8,6 +8,7 @@ the pure `decide.watchdog.should_pet`; this module only gathers its facts and ac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import threading
 import time
@@ -51,6 +52,7 @@ class Supervisor:
         self._recovering = False
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._interval_changed = asyncio.Event()
 
     # ---- event-loop side -------------------------------------------------------------------
     async def run_loop_tasks(self) -> None:
@@ -72,7 +74,19 @@ class Supervisor:
         while True:
             if self.engine.is_ready():
                 await self.run_canary()
-            await asyncio.sleep(self.settings.canary_interval_s)
+            await self._canary_pause()
+
+    async def _canary_pause(self) -> None:
+        """canary_interval_s, cut short when a reload changes it: the next canary runs then, on the new one."""
+        self._interval_changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._interval_changed.wait(), self.settings.canary_interval_s)
+
+    def set_settings(self, settings: SupervisorSettings) -> None:
+        """New settings (a reload): the next decision uses them; a new canary interval applies at once."""
+        if settings.canary_interval_s != self.settings.canary_interval_s:
+            self._interval_changed.set()
+        self.settings = settings
 
     async def run_canary(self) -> bool:
         """One canary through every worker in rotation (pinned to it); ok only when all answer."""

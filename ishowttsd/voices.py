@@ -157,6 +157,10 @@ class VoiceStore:
         root.mkdir(parents=True, exist_ok=True)
         self._recover()
 
+    def set_limits(self, limits: VoiceLimits) -> None:
+        """New [limits] (a reload): uploads are checked against them from now on."""
+        self._limits = limits
+
     def cached(self, name: str) -> VoiceRef | None:
         """What `get` last returned for `name`, if its files have not changed since (two stat() calls,
         no reads: fit for the event loop); None = call `get` (through a thread)."""

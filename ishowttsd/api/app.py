@@ -22,7 +22,7 @@ from aiohttp.typedefs import Handler, Middleware
 from ishowttsd.api import routes_ops, routes_tts, routes_voices
 from ishowttsd.api.errors import INTERNAL, ApiError, error_response, to_api_error
 from ishowttsd.api.routes_tts import STREAM_ABORTED, TEXT_CHARS
-from ishowttsd.config import Config
+from ishowttsd.config import Config, LimitsConfig
 from ishowttsd.metrics import Metrics
 from ishowttsd.voices import VoiceStore
 
@@ -152,14 +152,18 @@ def bearer_token_middleware(token: str) -> Middleware:
     return require_bearer
 
 
+def client_max_size(limits: LimitsConfig) -> int:
+    """aiohttp's bound on a body it reads whole (JSON); fixed when the app is built, so a reload cannot raise it."""
+    return max(limits.max_body_bytes, limits.max_upload_bytes)
+
+
 def create_app(deps: AppDeps, require_token: str | None = None) -> web.Application:
     """The application. `require_token`: bearer token every request must carry (TCP site); None = none."""
     limits = deps.get_config().limits
     middlewares = [access_log_middleware(deps.metrics), error_middleware(deps.metrics)]
     if require_token is not None:
         middlewares.append(bearer_token_middleware(require_token))
-    app = web.Application(client_max_size=max(limits.max_body_bytes, limits.max_upload_bytes),
-                          middlewares=middlewares)
+    app = web.Application(client_max_size=client_max_size(limits), middlewares=middlewares)
     app[DEPS] = deps
     for table in (routes_tts.routes(deps), routes_voices.routes(deps), routes_ops.routes(deps)):
         app.add_routes(table)

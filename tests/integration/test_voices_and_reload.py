@@ -66,9 +66,9 @@ def test_bad_voice_names_audio_and_sizes_are_rejected(shared_daemon: DaemonProce
 def test_reload_applies_new_limits_and_rejects_a_broken_config(fresh_daemon: DaemonProcess) -> None:
     config = fresh_daemon.config
     original = config.read_text()
-    config.write_text(original.replace("[jobs]", "[limits]\nmax_text_chars = 20\n[jobs]"))
+    config.write_text(original.replace("[jobs]", "[limits]\nmax_text_chars = 20\n[gpu]\ncommand_retries = 5\n[jobs]"))
     fresh_daemon.signal(signal.SIGHUP)
-    wait_reload(fresh_daemon, "applied")
+    assert wait_reload(fresh_daemon, "applied")["needs_restart"] == ["gpu.command_retries"]  # the backend's
     assert request(fresh_daemon.socket, "POST", "/v1/tts", {"text": "x" * 30}).status in (400, 422)
     config.write_text(original + "\n[limits]\nmax_text_chars = -5\n")
     fresh_daemon.signal(signal.SIGHUP)
