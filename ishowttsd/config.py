@@ -78,6 +78,7 @@ class EngineConfig:
     max_restarts: int = setting(5, s.integer(0, 1000))
     restart_window_s: float = setting(300.0, s.positive())
     standby: bool = setting(False, s.boolean())
+    boot_yield_max_pause_s: float = setting(5.0, s.number(0.0, 3600.0))
     devices: tuple[str, ...] | str = setting((), s.device_list())
     max_batch: int = setting(8, s.integer(1, 64))
     busy_fill_ms: float = setting(5.0, s.number(0.0, 1000.0))

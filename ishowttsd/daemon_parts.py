@@ -79,7 +79,8 @@ def engine_limits(config: Config) -> EngineLimits:
     e, lim = config.engine, config.limits
     return EngineLimits(max_queue=lim.max_queue, retry_after_s=lim.retry_after_s, boot_timeout_s=e.boot_timeout_s,
                         ping_interval_s=e.ping_interval_s, heartbeat_timeout_s=e.heartbeat_timeout_s,
-                        max_restarts=e.max_restarts, restart_window_s=e.restart_window_s, standby=e.standby)
+                        max_restarts=e.max_restarts, restart_window_s=e.restart_window_s, standby=e.standby,
+                        boot_yield_max_pause_s=e.boot_yield_max_pause_s)
 
 
 def engine_events(metrics: Metrics, traffic: RecentTraffic) -> EngineEvents:

@@ -129,6 +129,12 @@ class EngineClient(WorkerLifecycle):
         self._dispatch()
 
     def _dispatch(self) -> None:
+        """Hand waiting tickets over; then boots beside a serving worker pause or go on (its load changed)."""
+        self._hand_over_waiting()
+        for slot in self.slots:
+            slot.yielding.check()
+
+    def _hand_over_waiting(self) -> None:
         """Hand waiting tickets over, oldest first, each to the worker pick_worker chooses."""
         for ticket in list(self.admission.waiting):
             if ticket.done:

@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import os
 import pickle
+import signal
 import socket
 import struct
 import threading
@@ -110,6 +111,8 @@ class WorkerHandle:
         self.started_at = time.monotonic()
         self.retiring = False
         self.exited = False
+        self.paused_since: float | None = None  # SIGSTOPped (engine/yielding.py) since then
+        self.paused_total_s = 0.0
         self._conn: Connection | None = None
         self._reader: socket.socket | None = None  # a duplicate of the pipe's descriptor, read on the loop
         self._frames: FrameReader | None = None
@@ -210,6 +213,34 @@ class WorkerHandle:
 
     def record_pong(self, pong: p.Pong) -> None:
         self.last_pong, self.last_pong_at = pong, time.monotonic()
+
+    def pause(self) -> None:
+        """SIGSTOP the process (a boot yielding to a serving worker); nothing once it has exited."""
+        if self.paused_since is None and self._signal(signal.SIGSTOP):
+            self.paused_since = time.monotonic()
+
+    def resume(self) -> None:
+        if self.paused_since is not None:
+            self._signal(signal.SIGCONT)
+            now = time.monotonic()
+            self.paused_total_s += now - self.paused_since
+            self.paused_since = None
+
+    def paused_for(self, now: float) -> float | None:
+        return None if self.paused_since is None else now - self.paused_since
+
+    def running_s(self, now: float) -> float:
+        """Seconds since start, paused time excluded (what a boot timeout measures)."""
+        return now - self.started_at - self.paused_total_s - (self.paused_for(now) or 0.0)
+
+    def _signal(self, signum: int) -> bool:
+        pid = self.pid
+        if pid is None or self.exited:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+            return True
+        return False
 
     def kill(self) -> None:
         """SIGKILL unless it has exited (no poll here: only the reaper thread reaps the process)."""

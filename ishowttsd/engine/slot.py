@@ -21,6 +21,7 @@ from ishowttsd.engine.handle import WorkerHandle
 from ishowttsd.engine.spec import EngineSpec
 from ishowttsd.engine.standby import Standby
 from ishowttsd.engine.tickets import Admission, EngineEvents, EngineLimits, Ticket
+from ishowttsd.engine.yielding import YieldingBoots
 
 SETTLED = ("ready", "failed")
 ENGINE_DOWN = ("stopping", "stopped")
@@ -54,6 +55,7 @@ class WorkerSlot:
         self.settled = False  # ready or failed at least once (start() waits for every slot)
         self.jobs_finished = 0
         self.standby = Standby(self)
+        self.yielding = YieldingBoots(self)  # boots beside the serving worker pause while it works
 
     @property
     def device(self) -> str:
@@ -105,6 +107,7 @@ class WorkerSlot:
 
     # ---- retiring and recycling -------------------------------------------------------------
     async def retire(self, handle: WorkerHandle, timeout_s: float = 10.0) -> None:
+        self.yielding.forget(handle)  # a stopped process would never read Retire
         handle.retiring = True
         handle.send(p.Retire())
         if not await handle.wait_exit(timeout_s):
@@ -121,6 +124,7 @@ class WorkerSlot:
             if old and not overlap:
                 await self.drain(old)
             new = self.new_handle()
+            self.yielding.watch(new)
         if not await self.wait_worker_ready(new):
             new.kill()
             alive = old is not None and old.ready is not None and not old.exited
@@ -144,8 +148,9 @@ class WorkerSlot:
         await self.retire(handle)
 
     async def wait_worker_ready(self, handle: WorkerHandle) -> bool:
-        deadline = time.monotonic() + self.owner.limits.boot_timeout_s
-        while handle.ready is None and not handle.exited and time.monotonic() < deadline:
+        """Ready within boot_timeout_s of running (time paused while yielding does not count)."""
+        limit = self.owner.limits.boot_timeout_s
+        while handle.ready is None and not handle.exited and handle.running_s(time.monotonic()) < limit:
             await asyncio.sleep(0.05)
         return handle.ready is not None and not handle.exited
 
@@ -190,6 +195,7 @@ class WorkerSlot:
     def promote(self, standby: WorkerHandle, reason: str) -> None:
         """The standby serves from now on (once warm, if it is still booting)."""
         self.current = standby
+        self.yielding.check()  # nothing else serves: a standby still booting goes on at full speed
         if standby.ready is None:
             self.set_state("restarting", f"{reason}; standby still warming")
             return

@@ -4,7 +4,8 @@ A compiled GPU worker takes tens of seconds to boot (docs/benchmarks.md: model l
 cache's reload, a graph capture per bucket, the vocoder's compile); a standby has paid all that
 before it is needed. It boots once the slot's worker is ready, takes no jobs, answers pings (a dead,
 hung or stuck-booting standby is replaced, with the restart policy's backoff) and holds the memory
-of a second worker, GPU memory included. A standby of an older engine spec (a reload changed the
+of a second worker, GPU memory included. It boots in the serving worker's idle time
+(engine/yielding.py). A standby of an older engine spec (a reload changed the
 engine) is retired, never used; one that cannot boot is not retried until the slot's next recycle.
 """
 
@@ -72,6 +73,7 @@ class Standby:
         self._pending = None
         if self.handle is None and self._wanted():
             self.handle = self.slot.new_handle()
+            self.slot.yielding.watch(self.handle)
         self._report()
 
     def take(self) -> WorkerHandle | None:
@@ -126,7 +128,7 @@ class Standby:
         if handle is None or handle.exited:
             return
         if handle.ready is None:
-            if time.monotonic() - handle.started_at > self.slot.owner.limits.boot_timeout_s:
+            if handle.running_s(time.monotonic()) > self.slot.owner.limits.boot_timeout_s:
                 handle.kill()  # stuck booting: its exit starts another
             return
         handle.send(p.Ping(seq))

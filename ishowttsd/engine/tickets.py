@@ -52,6 +52,7 @@ class EngineLimits:
     max_restarts: int = 5
     restart_window_s: float = 300.0
     standby: bool = False  # keep a warm standby worker per slot (engine/standby.py)
+    boot_yield_max_pause_s: float = 5.0  # a boot beside a serving worker pauses at most this long (0 = never)
 
 
 @dataclass

@@ -66,6 +66,26 @@ class FakeHandle:
     def kill(self) -> None:
         self.loop.call_soon(self.exit, -9)
 
+    # pause/resume/paused_for/running_s: as WorkerHandle's, without the signals
+    paused_since: float | None = None
+    paused_total_s = 0.0
+    pauses = 0
+
+    def pause(self) -> None:
+        if self.paused_since is None and not self.exited:
+            self.paused_since, self.pauses = time.monotonic(), self.pauses + 1
+
+    def resume(self) -> None:
+        if self.paused_since is not None:
+            self.paused_total_s += time.monotonic() - self.paused_since
+            self.paused_since = None
+
+    def paused_for(self, now: float) -> float | None:
+        return None if self.paused_since is None else now - self.paused_since
+
+    def running_s(self, now: float) -> float:
+        return now - self.started_at - self.paused_total_s - (self.paused_for(now) or 0.0)
+
     def record_pong(self, pong: p.Pong) -> None:
         self.last_pong = pong
 

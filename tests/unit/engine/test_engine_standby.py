@@ -17,6 +17,7 @@ from test_engine_slots import FakeHandle, drain, engine, finish_all, request
 from ishowttsd.engine import protocol as p
 from ishowttsd.engine import slot as slot_module
 from ishowttsd.engine.client import EngineClient, EngineLimits
+from ishowttsd.engine.errors import EngineUnavailable
 
 
 class HeldHandle(FakeHandle):
@@ -206,3 +207,77 @@ async def test_restarts_back_off_without_a_standby() -> None:
     assert time.monotonic() - killed_at >= 0.95
     await settle()
     assert client.state == "ready" and len([e for e in seen if e[0] == "restart"]) == 2
+
+
+async def booting_standby() -> tuple[EngineClient, FakeHandle]:
+    """A client whose worker is ready and whose standby is still booting (its Ready held back)."""
+    client, _ = engine(devices=(), standby=True)
+    HeldHandle.hold_ready = True
+    starting = asyncio.create_task(client.start())
+    await settle()
+    client.current.release()  # type: ignore[union-attr]
+    await starting
+    await settle()
+    return client, standby_of(client)
+
+
+async def test_a_booting_standby_pauses_while_the_worker_serves_and_goes_on_when_idle() -> None:
+    client, booting = await booting_standby()
+    assert booting.paused_since is None  # nothing to yield to yet
+    task = asyncio.create_task(drain(client, request()))
+    await settle()
+    assert booting.paused_since is not None  # the worker holds a job: the boot waits
+    await finish_all()
+    assert await task and booting.paused_since is None and booting.pauses == 1
+
+
+async def test_a_pause_is_bounded_so_a_boot_under_steady_load_finishes() -> None:
+    client, booting = await booting_standby()
+    client.limits = dataclasses.replace(client.limits, boot_yield_max_pause_s=0.3)
+    task = asyncio.create_task(drain(client, request()))  # never finished: a steady load
+    await settle()
+    assert booting.paused_since is not None
+    await asyncio.sleep(0.6)  # past max_pause_s, within min_run_s: running again
+    assert booting.paused_since is None and booting.running_s(time.monotonic()) > 0
+    task.cancel()
+
+
+async def test_a_promoted_boot_is_never_left_stopped() -> None:
+    client, booting = await booting_standby()
+    task = asyncio.create_task(drain(client, request()))
+    await settle()
+    assert booting.paused_since is not None
+    client.current.kill()  # type: ignore[union-attr]
+    await settle()
+    assert client.current is booting and booting.paused_since is None  # the one the slot waits for
+    with pytest.raises(EngineUnavailable):  # the killed worker's job (503 upstream)
+        await task
+
+
+async def test_a_retired_boot_is_resumed_first_so_it_can_read_retire() -> None:
+    client, booting = await booting_standby()
+    task = asyncio.create_task(drain(client, request()))
+    await settle()
+    assert booting.paused_since is not None
+    await client.slots[0].standby.retire()
+    assert booting.paused_since is None and booting.exited
+    await finish_all()
+    assert await task
+
+
+async def test_a_recycles_new_worker_yields_to_the_old_one_while_it_serves() -> None:
+    client, _ = engine(devices=())
+    await client.start()
+    old = client.current
+    task = asyncio.create_task(drain(client, request()))
+    await settle()
+    HeldHandle.hold_ready = True
+    recycling = asyncio.create_task(client.recycle("leak (test)"))
+    await settle()
+    new = FakeHandle.live[-1]
+    assert new is not old and new.paused_since is not None
+    await finish_all()
+    await task
+    assert new.paused_since is None
+    new.release()  # type: ignore[attr-defined]
+    assert await recycling and client.current is new
