@@ -72,14 +72,21 @@ class Daemon:
         return request(self.socket, "GET", "/v1/status").json()
 
     def worker_back_after_kill(self, timeout_s: float) -> dict[str, Any]:
-        """SIGKILL the engine worker; seconds until a different worker is ready."""
+        """SIGKILL the engine worker; seconds until a different worker is ready (with [engine] standby,
+        once the standby is ready: the figure is then its take-over, "standby_wait_s" the wait before)."""
+        waited = time.monotonic()
+        while self.status()["engine"].get("standby", {}).get("state") in ("none", "booting"):
+            if time.monotonic() - waited > timeout_s:
+                raise TimeoutError("standby not ready")
+            time.sleep(0.2)
+        standby_wait_s = time.monotonic() - waited
         old = self.status()["engine"]["pid"]
         os.kill(old, signal.SIGKILL)
         killed = time.monotonic()
         while time.monotonic() - killed < timeout_s:
             engine = self.status()["engine"]
             if engine["state"] == "ready" and engine["pid"] not in (None, old):
-                return {"back_s": time.monotonic() - killed, "engine": engine}
+                return {"back_s": time.monotonic() - killed, "standby_wait_s": standby_wait_s, "engine": engine}
             time.sleep(0.05)
         raise TimeoutError("worker not back")
 
