@@ -13,6 +13,7 @@ CPU: a boot that costs what a GPU boot's compile does, on a small scale).
 
     python3 scripts/recovery_cpu.py --rounds 5 --out recovery.json
     python3 scripts/recovery_cpu.py --rounds 3 --compile --out recovery_compiled.json
+    python3 scripts/recovery_cpu.py --rounds 4 --max-pause-s 0 --out no_yield.json   # boots never yield
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def daemons(models: Path, compile_: bool) -> Iterator[dict[str, DaemonProcess]]:
-    engine = {"restart_window_s": 1.0, "compile": compile_}
+def daemons(models: Path, compile_: bool, max_pause_s: float) -> Iterator[dict[str, DaemonProcess]]:
+    engine = {"restart_window_s": 1.0, "compile": compile_, "boot_yield_max_pause_s": max_pause_s}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         started = {}
         for name, standby in (("no_standby", False), ("standby", True)):
@@ -98,10 +99,10 @@ def daemons(models: Path, compile_: bool) -> Iterator[dict[str, DaemonProcess]]:
         yield started
 
 
-def run(models: Path, rounds: int, compile_: bool, poll_s: float) -> dict[str, object]:
+def run(models: Path, rounds: int, compile_: bool, poll_s: float, max_pause_s: float) -> dict[str, object]:
     times: dict[str, list[dict[str, float]]] = {"no_standby": [], "standby": []}
     boot: dict[str, object] = {}
-    with daemons(models, compile_) as started:
+    with daemons(models, compile_, max_pause_s) as started:
         for index in range(rounds):
             order = list(started.items()) if index % 2 == 0 else list(started.items())[::-1]
             for name, daemon in order:
@@ -113,7 +114,7 @@ def run(models: Path, rounds: int, compile_: bool, poll_s: float) -> dict[str, o
     ratio = {key: result["no_standby"][key]["median_s"] / result["standby"][key]["median_s"]  # type: ignore[index]
              for key in ("ready_s", "first_audio_s")}
     return {**result, "no_standby_over_standby": ratio, "worker_boot": boot, "rounds": rounds,
-            "compile": compile_, "poll_ms": poll_s * 1000, "raw": times}
+            "compile": compile_, "boot_yield_max_pause_s": max_pause_s, "poll_ms": poll_s * 1000, "raw": times}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,11 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="compiled workers (torch.compile on CPU)")
     parser.add_argument("--poll-ms", type=float, default=10.0)
+    parser.add_argument("--max-pause-s", type=float, default=5.0,
+                        help="[engine] boot_yield_max_pause_s (0: the replacement standby boots beside the "
+                             "promoted worker at full speed)")
     parser.add_argument("--models", default=str(Path(tempfile.gettempdir()) / "ishowttsd-models"))
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     Path(args.models).mkdir(parents=True, exist_ok=True)
-    result = run(Path(args.models), args.rounds, args.compile, args.poll_ms / 1000)
+    result = run(Path(args.models), args.rounds, args.compile, args.poll_ms / 1000, args.max_pause_s)
     result["command"] = " ".join(sys.argv)
     text = json.dumps(result, indent=2)
     print(text)
