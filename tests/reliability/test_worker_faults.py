@@ -123,6 +123,45 @@ def test_sigkill_during_200_requests_at_concurrency_8(fault_daemon: DaemonProces
     assert back_s <= ENGINE_BACK_S, f"engine back after {back_s:.1f}s (> {ENGINE_BACK_S}s)"
 
 
+def test_sigkill_under_load_with_a_warm_standby(tmp_path: Path, models_dir: Path) -> None:
+    """[engine] standby: the standby serves at once; its replacement boots (yielding) while the load goes on."""
+    daemon = start_daemon(tmp_path, models_dir, env=ONE_CPU_THREAD, engine={"standby": True},
+                          limits={"request_timeout_s": DEADLINE_S})
+    try:
+        standby_pid = wait_for(lambda: daemon.status()["engine"]["standby"]["pid"]
+                               if daemon.status()["engine"]["standby"]["state"] == "ready" else None,
+                               60, "the standby")
+        killed: dict[str, object] = {}
+
+        def kill_once(answered: int) -> None:
+            if answered == KILL_AFTER and not killed:
+                pid = worker_pid(daemon)
+                assert pid is not None
+                os.kill(pid, signal.SIGKILL)
+                killed.update(at=time.monotonic(), pid=pid, watch=EngineWatch(daemon, pid))
+
+        result = run_load(daemon.socket, TOTAL, CONCURRENCY, {"text": TINY_TEXT, **FAST},
+                          DEADLINE_S + CLIENT_SLACK_S + 5, kill_once)
+        watch = killed["watch"]
+        assert isinstance(watch, EngineWatch)
+        watch.join()
+        assert watch.back_at is not None, daemon.status()["engine"]
+        back_s = watch.back_at - float(killed["at"])  # type: ignore[arg-type]
+        replacement = wait_for(lambda: daemon.status()["engine"]["standby"]
+                               if daemon.status()["engine"]["standby"]["state"] == "ready" else None,
+                               60, "the replacement standby")
+        print(f"\nFIGURE sigkill with standby: {TOTAL} requests at concurrency {CONCURRENCY}: statuses "
+              f"{result.by_status()}, slowest {result.slowest_s:.2f}s, engine back {back_s:.3f}s after the kill "
+              f"(status polled every 0.05 s; pid {killed['pid']} -> standby {watch.new_pid}); replacement standby "
+              f"{replacement['pid']} booted in {replacement['boot_s']:.2f}s; {load_average()}")
+        check_answers(result)
+        assert watch.new_pid == standby_pid, "the standby should have taken over"
+        assert 1 <= result.count(503) <= CONCURRENCY, "the kill should fail only the work in hand"
+        assert int(replacement["pid"]) not in (standby_pid, killed["pid"])
+    finally:
+        assert daemon.stop() == 0, daemon.log()[-3000:]
+
+
 def test_hung_worker_is_recycled_and_no_request_waits_past_its_deadline(fault_daemon: DaemonProcess) -> None:
     old_pid = worker_pid(fault_daemon)
     assert old_pid is not None
