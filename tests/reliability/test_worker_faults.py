@@ -11,7 +11,9 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -95,32 +97,50 @@ def load_average() -> str:
     return "load average " + " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
-def test_sigkill_during_200_requests_at_concurrency_8(fault_daemon: DaemonProcess) -> None:
-    killed: dict[str, object] = {}
+@dataclass
+class KillUnderLoad:
+    result: LoadResult
+    killed_pid: int
+    new_pid: int | None
+    back_s: float
+
+
+def kill_under_load(daemon: DaemonProcess) -> KillUnderLoad:
+    """TOTAL requests at CONCURRENCY; the worker SIGKILLed after KILL_AFTER answers; when it served again."""
+    killed: dict[str, Any] = {}
 
     def kill_once(answered: int) -> None:
         if answered == KILL_AFTER and not killed:
-            pid = worker_pid(fault_daemon)
+            pid = worker_pid(daemon)
             assert pid is not None
             os.kill(pid, signal.SIGKILL)
-            killed.update(at=time.monotonic(), pid=pid, watch=EngineWatch(fault_daemon, pid))
+            killed.update(at=time.monotonic(), pid=pid, watch=EngineWatch(daemon, pid))
 
-    result = run_load(fault_daemon.socket, TOTAL, CONCURRENCY, {"text": TINY_TEXT, **FAST},
+    result = run_load(daemon.socket, TOTAL, CONCURRENCY, {"text": TINY_TEXT, **FAST},
                       DEADLINE_S + CLIENT_SLACK_S + 5, kill_once)
     watch = killed["watch"]
     assert isinstance(watch, EngineWatch)
     watch.join()
-    assert watch.back_at is not None, fault_daemon.status()["engine"]
-    back_s = watch.back_at - float(killed["at"])  # type: ignore[arg-type]
-    engine = fault_daemon.status()["engine"]
+    assert watch.back_at is not None, daemon.status()["engine"]
+    return KillUnderLoad(result, killed["pid"], watch.new_pid, watch.back_at - killed["at"])
+
+
+def test_sigkill_during_200_requests_at_concurrency_8(fault_daemon: DaemonProcess) -> None:
+    run = kill_under_load(fault_daemon)
+    result, back_s, engine = run.result, run.back_s, fault_daemon.status()["engine"]
     print(f"\nFIGURE sigkill: {TOTAL} requests at concurrency {CONCURRENCY}, worker SIGKILLed after "
           f"{KILL_AFTER} answers: statuses {result.by_status()}, slowest {result.slowest_s:.2f}s "
           f"(deadline {DEADLINE_S:.0f}s), engine back {back_s:.2f}s after the kill "
-          f"(pid {killed['pid']} -> {watch.new_pid}; its boot {engine['boot_s']:.2f}s of which warm-up "
+          f"(pid {run.killed_pid} -> {run.new_pid}; its boot {engine['boot_s']:.2f}s of which warm-up "
           f"{engine['warm_s']:.2f}s); {load_average()}")
     check_answers(result)
     assert 1 <= result.count(503) <= CONCURRENCY, "the kill should fail only the work in hand"
     assert back_s <= ENGINE_BACK_S, f"engine back after {back_s:.1f}s (> {ENGINE_BACK_S}s)"
+
+
+def ready_standby(daemon: DaemonProcess) -> dict[str, Any] | None:
+    standby = daemon.status()["engine"]["standby"]
+    return standby if standby["state"] == "ready" else None
 
 
 def test_sigkill_under_load_with_a_warm_standby(tmp_path: Path, models_dir: Path) -> None:
@@ -128,36 +148,17 @@ def test_sigkill_under_load_with_a_warm_standby(tmp_path: Path, models_dir: Path
     daemon = start_daemon(tmp_path, models_dir, env=ONE_CPU_THREAD, engine={"standby": True},
                           limits={"request_timeout_s": DEADLINE_S})
     try:
-        standby_pid = wait_for(lambda: daemon.status()["engine"]["standby"]["pid"]
-                               if daemon.status()["engine"]["standby"]["state"] == "ready" else None,
-                               60, "the standby")
-        killed: dict[str, object] = {}
-
-        def kill_once(answered: int) -> None:
-            if answered == KILL_AFTER and not killed:
-                pid = worker_pid(daemon)
-                assert pid is not None
-                os.kill(pid, signal.SIGKILL)
-                killed.update(at=time.monotonic(), pid=pid, watch=EngineWatch(daemon, pid))
-
-        result = run_load(daemon.socket, TOTAL, CONCURRENCY, {"text": TINY_TEXT, **FAST},
-                          DEADLINE_S + CLIENT_SLACK_S + 5, kill_once)
-        watch = killed["watch"]
-        assert isinstance(watch, EngineWatch)
-        watch.join()
-        assert watch.back_at is not None, daemon.status()["engine"]
-        back_s = watch.back_at - float(killed["at"])  # type: ignore[arg-type]
-        replacement = wait_for(lambda: daemon.status()["engine"]["standby"]
-                               if daemon.status()["engine"]["standby"]["state"] == "ready" else None,
-                               60, "the replacement standby")
+        standby_pid = wait_for(lambda: ready_standby(daemon), 60, "the standby")["pid"]
+        run = kill_under_load(daemon)
+        replacement = wait_for(lambda: ready_standby(daemon), 60, "the replacement standby")
         print(f"\nFIGURE sigkill with standby: {TOTAL} requests at concurrency {CONCURRENCY}: statuses "
-              f"{result.by_status()}, slowest {result.slowest_s:.2f}s, engine back {back_s:.3f}s after the kill "
-              f"(status polled every 0.05 s; pid {killed['pid']} -> standby {watch.new_pid}); replacement standby "
-              f"{replacement['pid']} booted in {replacement['boot_s']:.2f}s; {load_average()}")
-        check_answers(result)
-        assert watch.new_pid == standby_pid, "the standby should have taken over"
-        assert 1 <= result.count(503) <= CONCURRENCY, "the kill should fail only the work in hand"
-        assert int(replacement["pid"]) not in (standby_pid, killed["pid"])
+              f"{run.result.by_status()}, slowest {run.result.slowest_s:.2f}s, engine back {run.back_s:.3f}s after "
+              f"the kill (status polled every 0.05 s; pid {run.killed_pid} -> standby {run.new_pid}); replacement "
+              f"standby {replacement['pid']} booted in {replacement['boot_s']:.2f}s; {load_average()}")
+        check_answers(run.result)
+        assert run.new_pid == standby_pid, "the standby should have taken over"
+        assert 1 <= run.result.count(503) <= CONCURRENCY, "the kill should fail only the work in hand"
+        assert int(replacement["pid"]) not in (standby_pid, run.killed_pid)
     finally:
         assert daemon.stop() == 0, daemon.log()[-3000:]
 
