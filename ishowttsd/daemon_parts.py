@@ -88,13 +88,21 @@ def engine_events(metrics: Metrics, traffic: RecentTraffic) -> EngineEvents:
         metrics.set_engine_state(state)
         log.info("engine_state", state=state, detail=detail)
 
+    def worker_ready(compiled: bool, compile_error: str) -> None:
+        metrics.observe_worker_ready(compiled, compile_error)
+        if compile_error:  # at boot, after a recycle or a restart alike (R6: grep the journal for it)
+            log.error("engine_compile_fallback", compile_error=compile_error)
+
+    def standby_state(worker: int, device: str, state: str) -> None:
+        metrics.set_standby_state(worker, device, state)
+        log.info("engine_standby", worker=worker, device=device, state=state)
+
     return EngineEvents(
         job_finished=lambda audio_s, synth_s, ttfa_s, wait_s: (traffic.record(audio_s, synth_s),
                                                               metrics.observe_engine_job(audio_s, synth_s, wait_s)),
         restarted=metrics.observe_engine_restart, state_changed=state_changed,
         worker_restarted=metrics.observe_worker_restart, worker_state=metrics.set_worker_state,
-        worker_ready=metrics.observe_worker_ready, batch_size=metrics.observe_batch_size,
-        standby_state=metrics.set_standby_state)
+        worker_ready=worker_ready, batch_size=metrics.observe_batch_size, standby_state=standby_state)
 
 
 def nvml_gpu_count(nvml_loader: Callable[[], Any] = load_pynvml) -> int:

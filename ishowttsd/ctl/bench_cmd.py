@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 C = TypeVar("C")
 EXIT_OK, EXIT_ERROR = 0, 1
 PROFILE_ROUTE = "/v1/engine/profile"
-SWEEP_COLUMNS = ("nfe", "ok", "latency_mean", "latency_p95", "rtf_mean", "ttfa_p50", "vocoder_s", "throughput")
+# R29: mean, median (p50), p95, p99 and std of the latency over the runs; RTF mean and std
+SWEEP_COLUMNS = ("nfe", "ok", "latency_mean", "latency_p50", "latency_p95", "latency_p99", "latency_std", "rtf_mean",
+                 "rtf_std", "ttfa_p50", "vocoder_s", "throughput")
 LOAD_COLUMNS = ("concurrency", "ok", "errors", "latency_p50", "latency_p95", "latency_p99", "ttfa_p50", "ttfa_p95",
                 "throughput", "audio_s_per_s")
 
@@ -46,9 +48,10 @@ def plan_from_args(args: argparse.Namespace, default_nfe: int) -> BenchPlan:
 def flat(row: Mapping[str, Any]) -> dict[str, Any]:
     """One table row: the summaries' key figures side by side."""
     lat, ttfa, rtf = (row.get(k) or {} for k in ("latency_s", "ttfa_s", "rtf"))
-    return {**row, "latency_mean": lat.get("mean"), "latency_p50": lat.get("p50"), "latency_p95": lat.get("p95"),
-            "latency_p99": lat.get("p99"), "ttfa_p50": ttfa.get("p50"), "ttfa_p95": ttfa.get("p95"),
-            "rtf_mean": rtf.get("mean"), "vocoder_s": (row.get("engine") or {}).get("vocoder_s_mean"),
+    figures = {f"latency_{key}": lat.get(key) for key in ("mean", "p50", "p95", "p99", "std")}
+    return {**row, **figures, "ttfa_p50": ttfa.get("p50"), "ttfa_p95": ttfa.get("p95"),
+            "rtf_mean": rtf.get("mean"), "rtf_std": rtf.get("std"),
+            "vocoder_s": (row.get("engine") or {}).get("vocoder_s_mean"),
             "errors": sum((row.get("errors") or {}).values())}
 
 

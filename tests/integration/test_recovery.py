@@ -113,6 +113,7 @@ def test_a_warm_standby_takes_over_a_killed_worker(tmp_path: Path, models_dir: P
         assert int(replacement["pid"]) not in (old_pid, standby_pid)
         metrics = request(daemon.socket, "GET", "/metrics").body.decode()
         assert 'ishowttsd_standby_state{device="auto",state="ready",worker="0"} 1.0' in metrics, metrics[-2000:]
+        assert "engine_standby" in daemon.log()  # each standby state change is a journal line
     finally:
         assert daemon.stop() == 0, daemon.log()[-3000:]
     assert not Path(f"/proc/{replacement['pid']}").exists(), "the standby outlived the daemon"

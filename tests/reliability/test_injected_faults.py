@@ -114,6 +114,7 @@ def test_a_compile_failure_falls_back_to_eager_and_says_why(injected_daemon: Dae
     assert reason.startswith("compiled warm-up failed") and "compile_failure" in reason
     assert str(engine["last_restart"]) == "fault: compile_failure"
     assert served.by_status() == {200: 4}
+    assert "engine_compile_fallback" in injected_daemon.log() and "compile_failure" in injected_daemon.log()  # R6
 
 
 def test_compile_recovers_on_the_next_recycle(injected_daemon: DaemonProcess) -> None:

@@ -27,9 +27,10 @@ def test_quick_and_full_plans() -> None:
 
 
 def sample_result() -> dict[str, object]:
-    summary = {"mean": 0.07, "p50": 0.069, "p95": 0.075, "p99": 0.08}
+    summary = {"mean": 0.07, "p50": 0.069, "p95": 0.075, "p99": 0.08, "std": 0.0031}
     row = {"nfe": 8, "concurrency": 1, "requests": 5, "ok": 5, "errors": {}, "latency_s": summary,
-           "ttfa_s": summary, "rtf": {"mean": 0.008}, "throughput": 14.0, "engine": {"vocoder_s_mean": 0.004}}
+           "ttfa_s": summary, "rtf": {"mean": 0.008, "std": 0.0007}, "throughput": 14.0,
+           "engine": {"vocoder_s_mean": 0.004}}
     return {"label": "random weights (speed only: the audio is noise)",
             "engine": {"model": "random:F5TTS_v1_Base", "device": "cuda:0", "dtype": "float16", "compiled": False,
                        "compile_error": "BackendCompilerFailed: boom"},
@@ -41,6 +42,10 @@ def test_format_result_names_the_weights_and_the_fallback() -> None:
     assert "random weights" in text and "eager fallback: BackendCompilerFailed: boom" in text
     assert "NFE sweep" in text and "Concurrency:" in text and "Streaming" not in text
     assert "0.004" in text and "14" in text
+    header, values = text.split("NFE sweep (concurrency 1):\n")[1].splitlines()[:2]
+    for column, value in (("latency_p50", "0.069"), ("latency_p99", "0.08"), ("latency_std", "0.0031"),
+                          ("rtf_std", "0.0007")):  # R29: mean/median/p95/p99/std printed, not only in --json
+        assert column in header and value in values, (header, values)
 
 
 async def test_run_bench_writes_json_and_exits_0(tmp_path: Path, monkeypatch) -> None:
