@@ -1,13 +1,15 @@
-"""Boots that yield: a worker booting beside a serving one is paused while that one holds jobs.
+"""Boots that yield: a standby booting beside the serving worker is paused while that one holds jobs.
 
-A standby's boot, or an overlapping recycle's new worker, shares the machine with the worker that
-serves: the booting one is stopped (SIGSTOP; SIGCONT to go on) while the serving worker of its slot
-holds jobs, within decide.boot_yield's bounds, and is never paused once it is the one the slot
-waits for (nothing else serves). Only the worker process itself is stopped: a compile pool's
-processes finish what they hold and then wait for it. Checked at every dispatch and job end (the
-engine client calls check()) and on a short timer while a boot is watched. Retiring a worker
-resumes it first (a stopped process reads no Retire). A daemon killed with SIGKILL leaves a paused
-boot stopped; under systemd the unit's KillMode=mixed SIGKILLs what is left of its cgroup.
+A standby's boot shares the machine with the worker that serves: it is stopped (SIGSTOP; SIGCONT to
+go on) while the serving worker of its slot holds jobs, within decide.boot_yield's bounds, and is
+never paused once it is the one the slot waits for (nothing else serves, or a recycle took it). A
+recycle's own new worker does not yield: the recycle is needed (a leak, a failed health check), and
+under steady load a yielding boot runs only 1/6 of the time. Only the worker process itself is
+stopped: a compile pool's processes finish what they hold and then wait for it. Checked at every
+dispatch and job end (the engine client calls check()) and on a short timer while a boot is
+watched. Retiring a worker resumes it first (a stopped process reads no Retire). A daemon killed
+with SIGKILL leaves a paused boot stopped; under systemd the unit's KillMode=mixed SIGKILLs what is
+left of its cgroup.
 """
 
 from __future__ import annotations

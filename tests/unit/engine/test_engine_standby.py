@@ -265,7 +265,7 @@ async def test_a_retired_boot_is_resumed_first_so_it_can_read_retire() -> None:
     assert await task
 
 
-async def test_a_recycles_new_worker_yields_to_the_old_one_while_it_serves() -> None:
+async def test_a_recycles_new_worker_does_not_yield_the_recycle_is_needed() -> None:
     client, _ = engine(devices=())
     await client.start()
     old = client.current
@@ -275,9 +275,23 @@ async def test_a_recycles_new_worker_yields_to_the_old_one_while_it_serves() -> 
     recycling = asyncio.create_task(client.recycle("leak (test)"))
     await settle()
     new = FakeHandle.live[-1]
-    assert new is not old and new.paused_since is not None
+    assert new is not old and new.paused_since is None and new.pauses == 0  # the old one is busy, yet
     await finish_all()
     await task
-    assert new.paused_since is None
     new.release()  # type: ignore[attr-defined]
     assert await recycling and client.current is new
+
+
+async def test_a_recycle_that_takes_a_booting_standby_lets_it_boot_at_full_speed() -> None:
+    client, booting = await booting_standby()
+    task = asyncio.create_task(drain(client, request()))
+    await settle()
+    assert booting.paused_since is not None  # yielding while it was only a standby
+    recycling = asyncio.create_task(client.recycle("leak (test)"))
+    await settle()
+    assert booting.paused_since is None  # now the slot waits for it
+    await asyncio.sleep(0.3)
+    assert booting.paused_since is None  # and it stays running though the old worker is still busy
+    booting.release()  # type: ignore[attr-defined]
+    await finish_all()
+    assert await recycling and client.current is booting and await task
