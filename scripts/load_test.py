@@ -5,7 +5,7 @@ Bounded in count (--requests) and time (--max-seconds: no request starts after i
 time to first audio and RTF percentiles (p50/p95/p99), errors and throughput; --json writes them.
 
     scripts/load_test.py --socket /run/ishowttsd/ishowttsd.sock --concurrency 16 --requests 200 --stream
-Exit: 0 all succeeded, 1 some failed, 2 bad arguments.
+Exit: 0 all succeeded, 1 some failed, 2 bad arguments, 3 the daemon cannot be reached (nothing is sent).
 """
 
 from __future__ import annotations
@@ -17,13 +17,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from ishowttsd.bench.load import check_loopback, open_session, run_load
 from ishowttsd.bench.report import format_table, load_row
 from ishowttsd.bench.runner import WORKLOAD_TEXT
+from ishowttsd.ctl.client import connect_reason, down_message
 
 MAX_REQUESTS = 100_000
 MAX_SECONDS = 24 * 3600.0
-COLUMNS = ("concurrency", "requests", "ok", "p50", "p95", "p99", "ttfa_p50", "ttfa_p95", "rtf_p50", "throughput")
+MAX_CONCURRENCY = 1024
+EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE = 0, 1, 3
+COLUMNS = ("concurrency", "requests", "ok", "errors", "p50", "p95", "p99", "ttfa_p50", "ttfa_p95", "rtf_p50",
+           "throughput")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -43,9 +49,29 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 1 <= args.requests <= MAX_REQUESTS or not 0 < args.max_seconds <= MAX_SECONDS:
         parser.error(f"--requests must be 1..{MAX_REQUESTS} and --max-seconds 0..{MAX_SECONDS:g}")
+    if not all(1 <= c <= MAX_CONCURRENCY for c in args.concurrency):
+        parser.error(f"--concurrency levels must be 1..{MAX_CONCURRENCY}, got {args.concurrency}")
     if args.url:
-        check_loopback(args.url)
+        try:
+            check_loopback(args.url)
+        except ValueError as exc:
+            parser.error(str(exc))
     return args
+
+
+class Unreachable(Exception):
+    """The daemon does not answer /healthz: no load is sent."""
+
+
+async def check_reachable(session: aiohttp.ClientSession, where: str) -> None:
+    try:
+        async with session.get("/healthz") as response:
+            await response.read()
+    except aiohttp.ClientConnectorError as exc:
+        reason = connect_reason(exc.os_error) if where.startswith("/") else str(exc.os_error)
+        raise Unreachable(down_message(where, reason)) from exc
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        raise Unreachable(down_message(where, f"{type(exc).__name__}: {exc}")) from exc
 
 
 def body(args: argparse.Namespace) -> dict[str, Any]:
@@ -55,7 +81,8 @@ def body(args: argparse.Namespace) -> dict[str, Any]:
 
 def flat(row: dict[str, Any]) -> dict[str, Any]:
     pick = lambda key, stat: (row.get(key) or {}).get(stat)  # noqa: E731
-    return {**row, "p50": pick("latency_s", "p50"), "p95": pick("latency_s", "p95"), "p99": pick("latency_s", "p99"),
+    return {**row, "errors": sum((row.get("errors") or {}).values()),
+            "p50": pick("latency_s", "p50"), "p95": pick("latency_s", "p95"), "p99": pick("latency_s", "p99"),
             "ttfa_p50": pick("ttfa_s", "p50"), "ttfa_p95": pick("ttfa_s", "p95"), "rtf_p50": pick("rtf", "p50")}
 
 
@@ -64,6 +91,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     base = body(args)
     rows = []
     async with open_session("" if args.url else args.socket, args.url or "", token=token) as session:
+        await check_reachable(session, args.url or args.socket)
         for concurrency in args.concurrency:
             result = await run_load(session, lambda i: {**base, "seed": i}, concurrency, args.requests,
                                     max_seconds=args.max_seconds)
@@ -74,13 +102,17 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
-    rows = asyncio.run(run(args))
+    try:
+        rows = asyncio.run(run(args))
+    except Unreachable as exc:
+        print(f"load_test: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     for row in rows:
         if row["errors"]:
             print(f"c={row['concurrency']} errors: {row['errors']}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
-    return 0 if all(not row["errors"] for row in rows) else 1
+    return EXIT_OK if all(not row["errors"] for row in rows) else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -103,6 +103,8 @@ async def run_bench(args: argparse.Namespace, ctx: CliContext) -> int:
     if trace is not None:
         result["profile_trace"] = await trace
     print(format_result(result), file=ctx.out)
+    if trace is not None:
+        print(f"\nprofile trace: {result['profile_trace']}", file=ctx.out)
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2, default=str) + "\n")
         print(f"\nwritten: {args.json}", file=ctx.out)
