@@ -92,6 +92,17 @@ async def request_profile(ctx: CliContext, batches: int) -> str:
     return str(reply.json().get("path", ""))
 
 
+async def finish_profile(ctx: CliContext, trace: asyncio.Task[str], batches: int, text: str) -> str:
+    """The trace's path; if the benchmark ended before the profiled batches ran (its requests batched
+    together), one more request per missing batch lets the worker finish the trace."""
+    async with ctx.client() as daemon:
+        for _ in range(batches):
+            if trace.done():
+                break
+            await daemon.synthesize({"text": text, "format": "pcm"})
+    return await trace
+
+
 async def run_bench(args: argparse.Namespace, ctx: CliContext) -> int:
     plan = plan_from_args(args, await default_nfe(ctx))
     tick, close = progress_bar(plan.request_count(), not args.no_progress)
@@ -101,7 +112,7 @@ async def run_bench(args: argparse.Namespace, ctx: CliContext) -> int:
     finally:
         close()
     if trace is not None:
-        result["profile_trace"] = await trace
+        result["profile_trace"] = await finish_profile(ctx, trace, args.profile_batches, plan.text)
     print(format_result(result), file=ctx.out)
     if trace is not None:
         print(f"\nprofile trace: {result['profile_trace']}", file=ctx.out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import json
 from pathlib import Path
@@ -68,3 +69,36 @@ def test_the_command_plugs_into_the_cli_table() -> None:
     commands = COMMANDS  # cli.py includes the bench command
     parsed = build_parser(commands).parse_args(["bench", "--quick", "--json", "x.json"])
     assert parsed.quick and parsed.json == "x.json"
+
+
+async def test_a_profile_the_benchmark_did_not_finish_gets_one_request_per_missing_batch() -> None:
+    """--profile: a benchmark whose requests batched together may end before the profiled batches ran."""
+    finished: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    sent: list[object] = []
+
+    class Daemon:
+        async def __aenter__(self) -> Daemon:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+        async def synthesize(self, body: object) -> None:
+            sent.append(body)
+            if len(sent) == 2:  # the worker's second batch completes the trace
+                finished.set_result("/state/profiles/trace.json")
+            await asyncio.sleep(0)
+
+    class Ctx:
+        def client(self) -> Daemon:
+            return Daemon()
+
+    async def profile_reply() -> str:
+        return await finished
+
+    trace = asyncio.create_task(profile_reply())
+    path = await bench_cmd.finish_profile(Ctx(), trace, 5, "Hi.")  # type: ignore[arg-type]
+    assert path == "/state/profiles/trace.json" and len(sent) == 2
+    done = asyncio.create_task(asyncio.sleep(0, result="/already.json"))
+    await done
+    assert await bench_cmd.finish_profile(Ctx(), done, 5, "Hi.") == "/already.json" and len(sent) == 2  # type: ignore[arg-type]
