@@ -95,6 +95,8 @@ async def request_profile(ctx: CliContext, batches: int) -> str:
 async def finish_profile(ctx: CliContext, trace: asyncio.Task[str], batches: int, text: str) -> str:
     """The trace's path; if the benchmark ended before the profiled batches ran (its requests batched
     together), one more request per missing batch lets the worker finish the trace."""
+    if trace.done():
+        return trace.result()
     async with ctx.client() as daemon:
         for _ in range(batches):
             if trace.done():

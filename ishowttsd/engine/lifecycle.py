@@ -16,9 +16,8 @@ from ishowttsd.decide.dispatch import engine_state, slot_problem
 from ishowttsd.engine.handle import WorkerHandle
 from ishowttsd.engine.slot import WorkerSlot
 from ishowttsd.engine.spec import EngineSpec
+from ishowttsd.engine.standby import ENGINE_DOWN
 from ishowttsd.engine.tickets import Admission, EngineEvents, EngineLimits, Ticket
-
-ENGINE_OWNED = ("stopping", "stopped")  # states the engine sets itself, whatever its slots say
 
 
 class WorkerLifecycle:
@@ -118,7 +117,7 @@ class WorkerLifecycle:
 
     def _slot_changed(self, slot: WorkerSlot) -> None:
         """A slot changed state: refresh the engine's, fail what can no longer be served."""
-        if self.state not in ENGINE_OWNED:
+        if self.state not in ENGINE_DOWN:  # states the engine sets itself, whatever its slots say
             self._set_state(*engine_state([s.summary() for s in self.slots]))
         if slot.state == "failed":
             self._fail_unservable(slot)

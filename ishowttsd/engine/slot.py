@@ -19,12 +19,11 @@ from ishowttsd.decide.restart import RestartPolicy
 from ishowttsd.engine import protocol as p
 from ishowttsd.engine.handle import WorkerHandle
 from ishowttsd.engine.spec import EngineSpec
-from ishowttsd.engine.standby import Standby
+from ishowttsd.engine.standby import ENGINE_DOWN, Standby
 from ishowttsd.engine.tickets import Admission, EngineEvents, EngineLimits, Ticket
 from ishowttsd.engine.yielding import YieldingBoots
 
 SETTLED = ("ready", "failed")
-ENGINE_DOWN = ("stopping", "stopped")
 
 
 class SlotOwner(Protocol):
@@ -55,7 +54,7 @@ class WorkerSlot:
         self.settled = False  # ready or failed at least once (start() waits for every slot)
         self.jobs_finished = 0
         self.standby = Standby(self)
-        self.yielding = YieldingBoots(self)  # boots beside the serving worker pause while it works
+        self.yielding = YieldingBoots(self)  # a booting standby pauses while the serving worker works
 
     @property
     def device(self) -> str:
@@ -107,7 +106,7 @@ class WorkerSlot:
 
     # ---- retiring and recycling -------------------------------------------------------------
     async def retire(self, handle: WorkerHandle, timeout_s: float = 10.0) -> None:
-        self.yielding.forget(handle)  # a stopped process would never read Retire
+        handle.resume()  # a stopped process would never read Retire
         handle.retiring = True
         handle.send(p.Retire())
         if not await handle.wait_exit(timeout_s):
@@ -119,14 +118,14 @@ class WorkerSlot:
         old = self.current
         self.set_state("recycling", reason)
         self.standby.reset()
-        new = self.standby.take()  # its memory is already held: overlap does not matter
+        # Its memory is already held: overlap does not matter. A recycle is needed (a leak, a failed
+        # health check), so its new worker never yields, not even a standby still booting (take()
+        # resumes it: under steady load a yielding boot runs 1/6 of the time).
+        new = self.standby.take()
         if new is None:
             if old and not overlap:
                 await self.drain(old)
             new = self.new_handle()
-        # A recycle is needed (a leak, a failed health check): its boot does not yield, not even a
-        # standby's that is still booting (under steady load a yielding boot runs 1/6 of the time).
-        self.yielding.forget(new)
         if not await self.wait_worker_ready(new):
             new.kill()
             alive = old is not None and old.ready is not None and not old.exited
@@ -176,9 +175,7 @@ class WorkerSlot:
 
     async def restart(self, reason: str) -> None:
         """A warm standby takes over at once; else a new worker, after the policy's backoff."""
-        limits = self.owner.limits
-        policy = RestartPolicy(limits.max_restarts, limits.restart_window_s)
-        decision = policy.decide([t for t, _ in self.restarts], time.monotonic(), None)
+        decision = self.restart_policy().decide([t for t, _ in self.restarts], time.monotonic(), None)
         if decision.action == "halt":
             self.halt(f"{decision.reason}; last: {reason}")
             return
@@ -196,14 +193,16 @@ class WorkerSlot:
 
     def promote(self, standby: WorkerHandle, reason: str) -> None:
         """The standby serves from now on (once warm, if it is still booting)."""
-        self.current = standby
-        self.yielding.check()  # nothing else serves: a standby still booting goes on at full speed
+        self.current = standby  # take() resumed it if it was paused: nothing else serves
         if standby.ready is None:
             self.set_state("restarting", f"{reason}; standby still warming")
             return
         self.set_state("ready", "")
         self.owner._dispatch()
         self.standby.ensure()
+
+    def restart_policy(self) -> RestartPolicy:
+        return RestartPolicy(self.owner.limits.max_restarts, self.owner.limits.restart_window_s)
 
     def note_restart(self, reason: str) -> None:
         self.restarts.append((time.monotonic(), reason))

@@ -15,12 +15,13 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from ishowttsd.decide.restart import RestartPolicy
 from ishowttsd.engine import protocol as p
 from ishowttsd.engine.handle import WorkerHandle
 
 if TYPE_CHECKING:
     from ishowttsd.engine.slot import WorkerSlot
+
+ENGINE_DOWN = ("stopping", "stopped")  # engine states in which no worker is started
 
 
 class Standby:
@@ -52,13 +53,18 @@ class Standby:
     def owns(self, handle: WorkerHandle) -> bool:
         return handle is self.handle
 
+    def booting(self) -> WorkerHandle | None:
+        """The standby while it boots (what engine/yielding.py pauses), else None."""
+        handle = self.handle
+        return handle if handle is not None and handle.ready is None and not handle.exited else None
+
     # ---- starting and handing over ---------------------------------------------------------
     def ensure(self) -> None:
         """Start a standby (after the backoff its recent exits ask for) unless one exists or none is wanted."""
         if self.handle is not None or self._pending is not None or not self._wanted():
             self._report()
             return
-        policy = RestartPolicy(self.slot.owner.limits.max_restarts, self.slot.owner.limits.restart_window_s)
+        policy = self.slot.restart_policy()
         replaced_before = max(0, policy.recent(self.exits, time.monotonic()) - 1)  # the first one: at once
         delay = policy.delay_for(replaced_before)
         self._pending = asyncio.get_running_loop().call_later(delay, self._spawn)
@@ -66,14 +72,14 @@ class Standby:
 
     def _wanted(self) -> bool:
         slot = self.slot
-        return (self.enabled and not self.detail and slot.owner.state not in ("stopping", "stopped")
+        return (self.enabled and not self.detail and slot.owner.state not in ENGINE_DOWN
                 and slot.serving() is not None)
 
     def _spawn(self) -> None:
         self._pending = None
         if self.handle is None and self._wanted():
             self.handle = self.slot.new_handle()
-            self.slot.yielding.watch(self.handle)
+            self.slot.yielding.check()
         self._report()
 
     def take(self) -> WorkerHandle | None:
@@ -83,6 +89,7 @@ class Standby:
             self.discard()
         elif handle is not None and not handle.exited:
             self.handle = None
+            handle.resume()  # from now on the slot waits for it: it boots at full speed
             self._report()
             return handle
         return None
